@@ -1,0 +1,39 @@
+# occface_ros: `make demo` sets everything up and runs the pipeline; `make test` runs the suite.
+PYTHON ?= python3
+VENV   := .venv
+REF    := .venv-ref
+PIP    := $(VENV)/bin/python -m pip --disable-pip-version-check
+BIN    := $(VENV)/bin
+
+.PHONY: venv venv-ref demo test bench clean
+
+venv: $(VENV)/.stamp
+$(VENV)/.stamp: requirements/torch.txt requirements/core.txt requirements/dev.txt requirements/mediapipe.txt setup.py
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q -r requirements/torch.txt
+	$(PIP) install -q -r requirements/core.txt -r requirements/dev.txt
+	$(PIP) install -q --no-deps -r requirements/mediapipe.txt
+	$(PIP) install -q --no-deps --no-build-isolation -e .
+	$(BIN)/occface data fetch
+	touch $@
+
+# MediaPipe's own legacy pipeline, the benchmark reference (wants numpy<2, protobuf<5).
+venv-ref: $(REF)/.stamp
+$(REF)/.stamp: requirements/reference.txt
+	test -d $(REF) || $(PYTHON) -m venv $(REF)
+	$(REF)/bin/python -m pip --disable-pip-version-check install -q -r requirements/reference.txt
+	touch $@
+
+demo: venv
+	$(BIN)/occface clip --output demo_out/input.mp4
+	$(BIN)/occface run --input demo_out/input.mp4 --output demo_out --write-overlay --write-meshes
+	@echo "demo: results in demo_out/ (frames/*.json, summary.json, overlay.mp4, meshes/)"
+
+test: venv venv-ref
+	$(BIN)/python -m pytest -q test
+
+bench: venv venv-ref
+	$(BIN)/occface bench --json bench_out/bench.json
+
+clean:
+	rm -rf demo_out bench_out .pytest_cache

@@ -1,0 +1,84 @@
+"""`occface bench`: per-stage timings on a clip of real frames, beside MediaPipe's legacy pipeline.
+
+Both run in the same process run, on the same frames; the ratio ours/reference compares the
+per-frame median of detection + landmarks (preprocess, detection, landmarks, ROI tracking).
+"""
+from __future__ import annotations
+
+import sys
+import time
+
+import numpy as np
+
+from .clip import clip_frames
+from .config import load_config
+from .pipeline import FacePipeline
+
+DETECT_LANDMARK_STAGES = ("preprocess", "detection", "landmarks", "tracking")
+
+
+def _stats(values) -> dict:
+    v = np.asarray(values, dtype=np.float64)
+    return {"median_ms": float(np.median(v)), "p90_ms": float(np.percentile(v, 90)), "mean_ms": float(v.mean())}
+
+
+def run_bench(num_frames: int = 300, config_path=None, with_reference: bool = True, warmup: int = 15,
+              verbose: bool = True) -> dict:
+    cfg = load_config(config_path)
+    frames = clip_frames(num_frames)
+    pipeline = FacePipeline(cfg)
+    for i, f in enumerate(frames[:warmup]):
+        pipeline.process(f, i / 30.0)
+    pipeline.reset()
+    pipeline.timer.samples.clear()
+
+    per_stage: dict[str, list[float]] = {}
+    detect_landmarks, end_to_end, faces_found = [], [], 0
+    for i, f in enumerate(frames):
+        t0 = time.perf_counter()
+        result = pipeline.process(f, i / 30.0)
+        end_to_end.append((time.perf_counter() - t0) * 1e3)
+        faces_found += len(result.faces)
+        for name, ms in result.stage_ms.items():
+            per_stage.setdefault(name, []).append(ms)
+        detect_landmarks.append(sum(result.stage_ms.get(s, 0.0) for s in DETECT_LANDMARK_STAGES))
+
+    stages = {name: _stats(v) for name, v in per_stage.items()}
+    stages["detection+landmarks"] = _stats(detect_landmarks)
+    stages["end_to_end"] = _stats(end_to_end)
+    out = {
+        "frames": num_frames,
+        "frame_size": [int(frames[0].shape[1]), int(frames[0].shape[0])],
+        "faces_per_frame": faces_found / num_frames,
+        "device": cfg["runtime"]["device"],
+        "backend": cfg["runtime"]["backend"],
+        "stages": stages,
+        "end_to_end_fps": 1e3 / float(np.mean(end_to_end)),
+        "reference": None,
+        "ratio_vs_reference": None,
+    }
+    if with_reference:
+        from .reference import run_reference
+
+        ref = run_reference(frames)
+        ref_stats = _stats(ref["per_frame_ms"])
+        out["reference"] = {"name": ref["name"], **ref_stats,
+                            "faces_per_frame": float(np.mean(~np.isnan(ref["landmarks468"][:, 0, 0])))}
+        out["ratio_vs_reference"] = stages["detection+landmarks"]["median_ms"] / ref_stats["median_ms"]
+    if verbose:
+        print_report(out, file=sys.stdout)
+    return out
+
+
+def print_report(result: dict, file=sys.stdout) -> None:
+    print(f"occface bench: {result['frames']} frames {result['frame_size'][0]}x{result['frame_size'][1]}, "
+          f"{result['faces_per_frame']:.2f} faces/frame, device={result['device']} backend={result['backend']}",
+          file=file)
+    print(f"{'stage':<22}{'median ms':>10}{'p90 ms':>10}{'mean ms':>10}", file=file)
+    for name, s in result["stages"].items():
+        print(f"{name:<22}{s['median_ms']:>10.2f}{s['p90_ms']:>10.2f}{s['mean_ms']:>10.2f}", file=file)
+    print(f"end-to-end FPS: {result['end_to_end_fps']:.1f}", file=file)
+    ref = result["reference"]
+    if ref:
+        print(f"reference {ref['name']}: median {ref['median_ms']:.2f} ms, p90 {ref['p90_ms']:.2f} ms", file=file)
+        print(f"ratio ours/reference (detection+landmarks, median): {result['ratio_vs_reference']:.2f}", file=file)

@@ -1,0 +1,122 @@
+"""Configuration: defaults from config/occface.yaml, overlaid by a user file, validated."""
+from __future__ import annotations
+
+import copy
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .paths import repo_root
+
+
+class ConfigError(ValueError):
+    """A configuration file or value is invalid; the message says which and why."""
+
+
+def default_config_path() -> Path:
+    for candidate in (
+        repo_root() / "config" / "occface.yaml",
+        Path(sys.prefix) / "share" / "occface_ros" / "config" / "occface.yaml",
+    ):
+        if candidate.exists():
+            return candidate
+    raise ConfigError("config/occface.yaml not found (neither in the checkout nor in share/occface_ros)")
+
+
+def _read_yaml(path: Path) -> dict:
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"cannot read config {path}: {exc}") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config {path}: top level must be a mapping")
+    # accept the ROS parameter-file shape: {node_name: {ros__parameters: {...}}}
+    if len(data) == 1:
+        (inner,) = data.values()
+        if isinstance(inner, dict) and "ros__parameters" in inner:
+            data = inner["ros__parameters"]
+    return data
+
+
+def merge(base: dict, override: dict, where: str = "") -> dict:
+    """Deep-merge `override` into a copy of `base`; unknown keys and type changes are errors."""
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        path = f"{where}.{key}" if where else key
+        if key not in base:
+            raise ConfigError(f"unknown config key '{path}'")
+        if isinstance(base[key], dict):
+            if not isinstance(value, dict):
+                raise ConfigError(f"config key '{path}' must be a mapping")
+            out[key] = merge(base[key], value, path)
+        else:
+            out[key] = _check_type(path, base[key], value)
+    return out
+
+
+def _check_type(path: str, default: Any, value: Any) -> Any:
+    if default is None or value is None:
+        return value
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ConfigError(f"config key '{path}' must be true or false, got {value!r}")
+        return value
+    if isinstance(default, (int, float)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"config key '{path}' must be a number, got {value!r}")
+        return type(default)(value) if isinstance(default, float) else value
+    if isinstance(default, str) and not isinstance(value, str):
+        raise ConfigError(f"config key '{path}' must be a string, got {value!r}")
+    return value
+
+
+_CHOICES = {
+    "runtime.backend": ("eager", "compile", "tensorrt"),
+    "detection.model": ("short", "full"),
+    "model.name": ("ict", "bfm"),
+    "output.mesh_units": ("m",),
+}
+_POSITIVE = ("detection.min_score", "landmarks.presence_threshold", "landmarks.roi_scale",
+             "camera.hfov_deg", "smoothing.min_cutoff", "smoothing.d_cutoff", "detection.max_faces")
+
+
+def validate(cfg: dict) -> dict:
+    def get(path):
+        node = cfg
+        for part in path.split("."):
+            node = node[part]
+        return node
+
+    for path, choices in _CHOICES.items():
+        if get(path) not in choices:
+            raise ConfigError(f"config key '{path}' must be one of {choices}, got {get(path)!r}")
+    for path in _POSITIVE:
+        if not get(path) > 0:
+            raise ConfigError(f"config key '{path}' must be > 0, got {get(path)!r}")
+    if not 0 < get("camera.hfov_deg") < 180:
+        raise ConfigError("config key 'camera.hfov_deg' must be in (0, 180)")
+    if get("smoothing.beta") < 0:
+        raise ConfigError("config key 'smoothing.beta' must be >= 0")
+    intr = [get(f"camera.{k}") for k in ("fx", "fy", "cx", "cy")]
+    if any(v is not None for v in intr) and not all(v is not None for v in intr):
+        raise ConfigError("camera intrinsics: set all of fx, fy, cx, cy or none")
+    device = get("runtime.device")
+    if not (device == "cpu" or device == "cuda" or device.startswith("cuda:")):
+        raise ConfigError(f"config key 'runtime.device' must be cpu, cuda or cuda:N, got {device!r}")
+    return cfg
+
+
+def load_config(path: str | Path | None = None, overrides: dict | None = None) -> dict:
+    """Defaults, then the file at `path`, then `overrides`; validated."""
+    cfg = _read_yaml(default_config_path())
+    if path is not None:
+        if not Path(path).exists():
+            raise ConfigError(f"config file {path} does not exist")
+        cfg = merge(cfg, _read_yaml(Path(path)))
+    if overrides:
+        cfg = merge(cfg, overrides)
+    return validate(cfg)

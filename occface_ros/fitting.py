@@ -1,0 +1,591 @@
+"""Batched 2D-correspondence fitting of a MorphableModel: pose, expression and identity.
+
+Problem (per face b, all faces solved together, vectorised in torch):
+
+    minimise  1/2 sum_n w_n |pi(K, R X_n(e, a) + t) - u_n|^2          (data, pixels^2)
+            + 1/2 (a - mu)^T W_id (a - mu)                             (identity prior)
+            + 1/2 lambda_e |e|^2 + l1_e * sum(e)                       (expression prior)
+    subject to  lo <= e <= hi                                          (blendshape bounds)
+
+with X_n = sum_j bary_nj * (mean + a @ identity_basis + e @ expression_basis)[ids_nj]
+(barycentric model points), R in SO(3), t in R^3 (see ``camera.py`` for the pose convention:
+``p_cam = R p_model + t``; frontal face: R = diag(1, -1, -1)), pi the pinhole projection.
+
+Method: Levenberg-Marquardt (Marquardt diagonal scaling, per-face accept/reject and damping)
+on the unknowns ``[omega (3), t (3), e (E), a (K)]`` where ``omega`` is a left-multiplicative
+axis-angle increment, ``R <- exp(omega) R``. Jacobians are analytic:
+``d pi / d p`` (2x3) times ``[-[R X]_x, I, R B_n]`` where ``B_n`` (3, E+K) are the basis
+columns restricted to the N model points (precomputed once: nothing on the hot path touches
+the full mesh). The normal matrix J^T W J is formed with one batched matmul.
+
+Bounds on the expression weights: projected Newton (Bertsekas 1982): weights that sit on a
+bound with the gradient pushing outwards are held fixed for the step (their rows/columns are
+removed from the system), the step is solved for the free variables and the result is clamped
+to the box. Unlike plain clamping after an unconstrained step, this does not let the pinned
+variables distort the step of the free ones (an unconstrained step would "spend" the
+correlated directions on weights that then get clipped), and it costs only masking.
+
+Cold start (no ``init``): a weighted weak-perspective (affine) fit of the mean shape gives
+rotation, depth and centre in closed form, then ``pose_iterations`` LM iterations on the 6
+pose unknowns (cheap), then ``iterations_cold`` full iterations. Warm start (``init`` = the
+previous frame of the track): ``iterations_warm`` full iterations from ``init``.
+
+Identity over a track: ``IdentityAccumulator`` (below) fuses the per-frame identity
+information (Gauss-Newton information marginalised over pose and expression) into a running
+Gaussian estimate that is fed back as ``identity_prior_mean`` / ``identity_prior_weight``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+
+import torch
+
+from .geometry import so3_exp
+from .morphable.model import MorphableModel
+
+__all__ = ["FitConfig", "FitState", "FaceFitter", "IdentityAccumulator", "IdentityAccumulatorConfig"]
+
+
+@dataclass
+class FitConfig:
+    """Settings of ``FaceFitter``. Weights are in pixels^2 (the data term is a sum of squared
+    pixel residuals times the per-point weights), so a prior weight w on a coefficient with
+    prior std 1 corresponds to assuming about sqrt(w) px of independent noise per point."""
+
+    iterations_cold: int = 10
+    """Full LM iterations (pose + expression + identity) for a face without ``init``."""
+    iterations_warm: int = 3
+    """Full LM iterations when warm-started from the previous frame's ``FitState``."""
+    pose_iterations: int = 5
+    """Pose-only LM iterations on the (prior-mean) shape before the full cold solve."""
+    identity_prior_weight: float = 1.0
+    """Weight of the population prior identity ~ N(0, I) (used when no identity_prior_mean is
+    given, or as the default weight for a given mean). 1.0 ~ 1 px noise per point."""
+    expression_prior_weight: float = 0.05
+    """L2 weight pulling the expression weights towards 0 (keeps unobserved ones at rest)."""
+    expression_l1_weight: float = 0.0
+    """Optional L1 (sparsity) weight on the expression weights (exact with the [0, 1] bounds)."""
+    damping: float = 1e-3
+    """Initial LM damping lambda (relative to the diagonal of the normal matrix)."""
+    damping_up: float = 10.0
+    """Damping multiplier after a rejected step (cost did not decrease)."""
+    damping_down: float = 0.3
+    """Damping multiplier after an accepted step."""
+    damping_min: float = 1e-7
+    damping_max: float = 1e7
+    min_depth_m: float = 0.05
+    """Depths are clamped to at least this (metres) inside the projection."""
+    bound_tolerance: float = 1e-6
+    """An expression weight this close to a bound counts as "on" the bound (active set)."""
+    solve_in_float64: bool = True
+    """Factorise the (6+E+K)^2 normal matrix in float64 (costs ~0.03 ms per face, safer)."""
+
+
+@dataclass
+class FitState:
+    """Result of ``FaceFitter`` for B faces (all tensors on the fitter's device).
+
+    rotation (B, 3, 3): model -> camera rotation (includes the model/camera flip, see camera.py);
+    translation_m (B, 3): model origin in the camera frame, metres;
+    expression (B, E): expression weights, within the model's bounds;
+    identity (B, K): identity coefficients (~N(0, 1) for the population);
+    reprojection_error_px (B,): weighted RMS reprojection error sqrt(sum w |r|^2 / sum w);
+    iterations: LM iterations run in the final (full) stage;
+    cost (B,): final objective value (data + priors), pixels^2 units;
+    information (B, P, P) or None: data-term Gauss-Newton information J^T W J at the last
+        linearisation point, P = 6 + E + K ordered [omega, t, expression, identity]
+        (None when identity was not part of the solve); used by IdentityAccumulator.
+    """
+
+    rotation: torch.Tensor
+    translation_m: torch.Tensor
+    expression: torch.Tensor
+    identity: torch.Tensor
+    reprojection_error_px: torch.Tensor
+    iterations: int = 0
+    cost: torch.Tensor | None = None
+    information: torch.Tensor | None = None
+
+    def __len__(self) -> int:
+        return int(self.rotation.shape[0])
+
+    def _map(self, fn) -> "FitState":
+        kw = {}
+        for f in fields(self):
+            v = getattr(self, f.name)
+            kw[f.name] = fn(v) if isinstance(v, torch.Tensor) else v
+        return FitState(**kw)
+
+    def __getitem__(self, index) -> "FitState":
+        """Select faces: ``state[i:i+1]``, ``state[[0, 2]]``, ``state[mask]`` (int index keeps B=1)."""
+        if isinstance(index, int):
+            index = slice(index, index + 1 if index != -1 else None)
+        return self._map(lambda v: v[index])
+
+    def to(self, device) -> "FitState":
+        return self._map(lambda v: v.to(device))
+
+    def clone(self) -> "FitState":
+        return self._map(lambda v: v.clone())
+
+    @staticmethod
+    def cat(states: list["FitState"]) -> "FitState":
+        """Concatenate states along the batch (e.g. the previous states of several tracks)."""
+        if not states:
+            raise ValueError("FitState.cat needs at least one state")
+        kw = {}
+        for f in fields(FitState):
+            vals = [getattr(s, f.name) for s in states]
+            if f.name == "iterations":
+                kw[f.name] = max(vals)
+            elif any(v is None for v in vals):
+                kw[f.name] = None
+            else:
+                kw[f.name] = torch.cat(vals, 0)
+        return FitState(**kw)
+
+
+class FaceFitter:
+    """Fit pose, expression and identity of a MorphableModel to 2D correspondences.
+
+    ``correspondence_ids`` (N, 3) int and ``correspondence_bary`` (N, 3) float define the N
+    model points as barycentric combinations of mesh vertices (a vertex v: ids [v, v, v],
+    bary [1, 0, 0]). Only these N points are kept (restricted mean and bases).
+    """
+
+    def __init__(
+        self,
+        model: MorphableModel,
+        correspondence_ids: torch.Tensor,
+        correspondence_bary: torch.Tensor,
+        config: FitConfig | None = None,
+        device: torch.device | str | None = None,
+    ):
+        self.config = config or FitConfig()
+        device = torch.device(device) if device is not None else model.mean_m.device
+        ids = torch.as_tensor(correspondence_ids, dtype=torch.long).to(model.mean_m.device)
+        bary = torch.as_tensor(correspondence_bary, dtype=torch.float32).to(model.mean_m.device)
+        if ids.ndim != 2 or ids.shape[1] != 3 or bary.shape != ids.shape:
+            raise ValueError(f"correspondences must be (N, 3); got ids {tuple(ids.shape)}, bary {tuple(bary.shape)}")
+        if int(ids.min()) < 0 or int(ids.max()) >= model.num_vertices:
+            raise ValueError("correspondence_ids out of range of the model's vertices")
+        self.num_points = int(ids.shape[0])
+        self.num_expression = model.num_expression
+        self.num_identity = model.num_identity
+        self.num_params = 6 + self.num_expression + self.num_identity
+        self.expression_bounds = model.expression_bounds
+        self.device = device
+
+        def restrict(t):  # (..., V, 3) -> (..., N, 3), barycentric combination
+            return (t[..., ids, :] * bary[:, :, None]).sum(-2)
+
+        mean = restrict(model.mean_m.float())  # (N, 3)
+        exb = restrict(model.expression_basis_m.float())  # (E, N, 3)
+        idb = restrict(model.identity_basis_m.float())  # (K, N, 3)
+        basis = torch.cat((exb, idb), 0)  # (P, N, 3), order [expression, identity]
+        self.mean = mean.contiguous().to(device)
+        self.basis_flat_t = basis.reshape(basis.shape[0], -1).contiguous().to(device)  # (P, 3N)
+        self.basis = basis.permute(1, 2, 0).contiguous().to(device)  # (N, 3, P)
+        self.correspondence_ids = ids.to(device)
+        self.correspondence_bary = bary.to(device)
+
+    # ------------------------------------------------------------------ construction helpers
+    @classmethod
+    def for_vertices(cls, model: MorphableModel, vertex_ids, config: FitConfig | None = None, **kw) -> "FaceFitter":
+        """Fitter whose model points are plain vertices (e.g. ``model.landmarks68``)."""
+        v = torch.as_tensor(vertex_ids, dtype=torch.long).reshape(-1, 1).expand(-1, 3)
+        bary = torch.zeros(v.shape, dtype=torch.float32)
+        bary[:, 0] = 1.0
+        return cls(model, v, bary, config, **kw)
+
+    # ------------------------------------------------------------------ model evaluation
+    def model_points(self, identity: torch.Tensor, expression: torch.Tensor) -> torch.Tensor:
+        """Model-space positions (B, N, 3) of the N correspondence points."""
+        s = torch.cat((expression, identity), -1).to(self.mean.dtype)
+        return self.mean + (s @ self.basis_flat_t).view(s.shape[0], self.num_points, 3)
+
+    def project(self, state: FitState, K: torch.Tensor) -> torch.Tensor:
+        """Pixel positions (B, N, 2) of the N model points for a fitted state."""
+        x = self.model_points(state.identity, state.expression)
+        p = x @ state.rotation.transpose(1, 2) + state.translation_m[:, None]
+        K = self._batch_k(K, p.shape[0])
+        z = p[..., 2:3].clamp_min(self.config.min_depth_m)
+        return p[..., :2] / z * K[:, None, [0, 1], [0, 1]] + K[:, None, [0, 1], [2, 2]]
+
+    def _batch_k(self, K, b):
+        K = torch.as_tensor(K, dtype=torch.float32, device=self.device)
+        return K.expand(b, 3, 3) if K.ndim == 2 else K
+
+    # ------------------------------------------------------------------ internals
+    def _forward(self, R, t, s, obs, sw, f, c):
+        """Model points -> (Y = R X, P = Y + t, weighted residuals (B, N, 2))."""
+        b = s.shape[0]
+        x = self.mean + (s @ self.basis_flat_t).view(b, self.num_points, 3)
+        y = x @ R.transpose(1, 2)
+        p = y + t[:, None]
+        z = p[..., 2:3].clamp_min(self.config.min_depth_m)
+        r = (p[..., :2] / z * f + c - obs) * sw
+        return y, p, r
+
+    def _prior(self, s, pcount, mu, w_id, w_is_full):
+        """Prior gradient (B, pcount-6), prior Hessian diagonal or full, prior cost (B,)."""
+        cfg, E = self.config, self.num_expression
+        e = s[:, :E]
+        grad = [cfg.expression_prior_weight * e + cfg.expression_l1_weight]
+        cost = 0.5 * cfg.expression_prior_weight * (e * e).sum(1) + cfg.expression_l1_weight * e.sum(1)
+        if pcount > 6 + E:
+            d = s[:, E:] - mu
+            wd = (w_id @ d.unsqueeze(-1)).squeeze(-1) if w_is_full else w_id * d
+            grad.append(wd)
+            cost = cost + 0.5 * (d * wd).sum(1)
+        return torch.cat(grad, 1), cost
+
+    def _lm(self, R, t, s, obs, sw, f, c, iters, pcount, free_fixed, mu, w_id, w_is_full):
+        """Run `iters` LM iterations on the first `pcount` unknowns. Returns updated R, t, s and
+        (residuals, cost, data information) at the final point."""
+        cfg = self.config
+        B, E = s.shape[0], self.num_expression
+        npose = 6
+        nshape = pcount - npose
+        bounds = self.expression_bounds
+        lam = torch.full((B,), cfg.damping, dtype=torch.float32, device=self.device)
+        y, p, r = self._forward(R, t, s, obs, sw, f, c)
+        pg, pc = self._prior(s, pcount, mu, w_id, w_is_full) if nshape > 0 else (None, 0.0)
+        cost = 0.5 * (r * r).sum((1, 2)) + pc
+        info = None
+        eye = torch.eye(pcount, dtype=torch.float64 if cfg.solve_in_float64 else torch.float32, device=self.device)
+        for _ in range(iters):
+            # --- Jacobian of the weighted residuals, (B, N, 2, pcount)
+            z = p[..., 2].clamp_min(cfg.min_depth_m)
+            iz = 1.0 / z
+            fx, fy = f[..., 0], f[..., 1]  # (B, 1)
+            zero = torch.zeros_like(iz)
+            d = torch.stack(
+                (
+                    torch.stack((fx * iz, zero, -fx * p[..., 0] * iz * iz), -1),
+                    torch.stack((zero, fy * iz, -fy * p[..., 1] * iz * iz), -1),
+                ),
+                -2,
+            ) * sw.unsqueeze(-1)  # (B, N, 2, 3), weighted
+            jw = torch.linalg.cross(y.unsqueeze(2).expand_as(d), d, dim=-1)  # d/d omega = y x d
+            parts = [jw, d]
+            if nshape > 0:
+                m = d @ R.unsqueeze(1)  # (B, N, 2, 3)
+                parts.append(torch.matmul(m, self.basis[:, :, :nshape]))  # (B, N, 2, nshape)
+            J = torch.cat(parts, -1).view(B, -1, pcount)
+            H = torch.bmm(J.transpose(1, 2), J)  # (B, P, P) data information
+            g = torch.bmm(J.transpose(1, 2), r.reshape(B, -1, 1)).squeeze(-1)
+            info = H
+            if nshape > 0:
+                g = g.clone()
+                g[:, npose:] += pg
+                H = H.clone()
+                dg = H.diagonal(dim1=1, dim2=2)
+                dg[:, npose : npose + E] += cfg.expression_prior_weight
+                if nshape > E:
+                    if w_is_full:
+                        H[:, npose + E :, npose + E :] += w_id
+                    else:
+                        dg[:, npose + E :] += w_id
+            # --- active set: free mask (B, pcount)
+            free = None
+            if nshape > 0 and (bounds is not None or free_fixed is not None):
+                free = torch.ones(B, pcount, dtype=torch.bool, device=self.device)
+                if bounds is not None:
+                    e = s[:, :E]
+                    ge = g[:, npose : npose + E]
+                    lo, hi = bounds
+                    act = ((e <= lo + cfg.bound_tolerance) & (ge > 0)) | ((e >= hi - cfg.bound_tolerance) & (ge < 0))
+                    free[:, npose : npose + E] = ~act
+                if free_fixed is not None and nshape > E:
+                    free[:, npose + E :] &= free_fixed[:, None]
+            Hs = H.to(eye.dtype)
+            gs = g.to(eye.dtype)
+            if free is not None:
+                fm = free.to(eye.dtype)
+                Hs = Hs * fm[:, :, None] * fm[:, None, :] + torch.diag_embed(1.0 - fm)
+                gs = gs * fm
+            dgl = Hs.diagonal(dim1=1, dim2=2)
+            Hs = Hs + torch.diag_embed(lam.to(eye.dtype)[:, None] * dgl + 1e-9)
+            L, infoc = torch.linalg.cholesky_ex(Hs)
+            step = -torch.cholesky_solve(gs.unsqueeze(-1), L).squeeze(-1)
+            step = torch.where((infoc == 0)[:, None], step, torch.zeros_like(step)).to(s.dtype)
+            # --- candidate
+            Rn = so3_exp(step[:, :3]) @ R
+            tn = t + step[:, 3:6]
+            if nshape > 0:
+                sn = s.clone()
+                sn[:, :nshape] += step[:, npose:]
+                if bounds is not None:
+                    sn[:, :E].clamp_(bounds[0], bounds[1])
+            else:
+                sn = s
+            yn, pn, rn = self._forward(Rn, tn, sn, obs, sw, f, c)
+            if nshape > 0:
+                pgn, pcn = self._prior(sn, pcount, mu, w_id, w_is_full)
+            else:
+                pgn, pcn = None, 0.0
+            costn = 0.5 * (rn * rn).sum((1, 2)) + pcn
+            acc = costn <= cost
+            lam = torch.where(acc, lam * cfg.damping_down, lam * cfg.damping_up).clamp(cfg.damping_min, cfg.damping_max)
+            a1, a2, a3 = acc[:, None], acc[:, None, None], acc[:, None, None]
+            R = torch.where(a3, Rn, R)
+            t = torch.where(a1, tn, t)
+            s = torch.where(a1, sn, s)
+            y = torch.where(a2, yn, y)
+            p = torch.where(a2, pn, p)
+            r = torch.where(a2, rn, r)
+            cost = torch.where(acc, costn, cost)
+            if nshape > 0:
+                pg = torch.where(a1, pgn, pg)
+        return R, t, s, r, cost, info
+
+    def _init_pose(self, x, obs, w, f, c):
+        """Closed-form weak-perspective pose of model points x (B, N, 3) -> R (B,3,3), t (B,3)."""
+        q = (obs - c) / f  # normalised image coordinates (B, N, 2)
+        ws = w / w.sum(1, keepdim=True).clamp_min(1e-12)
+        xm = (ws[..., None] * x).sum(1, keepdim=True)
+        qm = (ws[..., None] * q).sum(1, keepdim=True)
+        xc, qc = x - xm, q - qm
+        wx = ws[..., None] * xc
+        A = wx.transpose(1, 2) @ xc  # (B, 3, 3)
+        rhs = wx.transpose(1, 2) @ qc  # (B, 3, 2)
+        eye = torch.eye(3, device=x.device, dtype=x.dtype)
+        A = A + 1e-9 * eye
+        M = torch.linalg.solve(A, rhs).transpose(1, 2)  # (B, 2, 3): q ~ M x
+        n1 = M[:, 0].norm(dim=-1).clamp_min(1e-9)
+        n2 = M[:, 1].norm(dim=-1).clamp_min(1e-9)
+        r1 = M[:, 0] / n1[:, None]
+        r2 = M[:, 1] / n2[:, None]
+        r3 = torch.linalg.cross(r1, r2, dim=-1)
+        Rraw = torch.stack((r1, r2, r3), 1)
+        u, _, vh = torch.linalg.svd(Rraw)
+        dfix = torch.ones(x.shape[0], 3, device=x.device, dtype=x.dtype)
+        dfix[:, 2] = torch.sign(torch.det(u @ vh))
+        R = u @ torch.diag_embed(dfix) @ vh
+        bad = ~torch.isfinite(R).all(-1).all(-1) | (torch.det(R) < 0.5)
+        frontal = torch.diag(torch.tensor([1.0, -1.0, -1.0], device=x.device, dtype=x.dtype))
+        R = torch.where(bad[:, None, None], frontal, R)
+        scale = (0.5 * (n1 + n2)).clamp_min(1e-6)  # = 1 / depth of the centroid
+        zc = (1.0 / scale).clamp(self.config.min_depth_m * 2, 100.0)
+        pc = torch.cat((qm[:, 0] * zc[:, None], zc[:, None]), -1)  # centroid in camera frame
+        t = pc - (R @ xm[:, 0, :, None]).squeeze(-1)
+        return R, t
+
+    # ------------------------------------------------------------------ main entry
+    @torch.no_grad()
+    def __call__(
+        self,
+        points2d: torch.Tensor,
+        weights: torch.Tensor,
+        K: torch.Tensor,
+        init: FitState | None = None,
+        identity_prior_mean: torch.Tensor | None = None,
+        identity_prior_weight: torch.Tensor | float | None = None,
+        fit_identity: bool | torch.Tensor = True,
+        iterations: int | None = None,
+    ) -> FitState:
+        """Fit B faces.
+
+        points2d (B, N, 2) pixels (x, y) of the N correspondences; weights (B, N) >= 0 (0 =
+        ignore the point; occluded points e.g. 0.1); K (B, 3, 3) or (3, 3).
+        init: previous FitState of the same faces (warm start), or None (cold start).
+        identity_prior_mean (B, K): prior mean of the identity (e.g. from IdentityAccumulator);
+        identity_prior_weight: its precision, px^2 units: a float, (B,), (B, K) diagonal or
+        (B, K, K) full; default ``config.identity_prior_weight``. Without a mean, the prior is
+        N(0, 1/config.identity_prior_weight).
+        fit_identity: bool or (B,) bool; faces with False keep their identity fixed at
+        identity_prior_mean if given, else init.identity, else 0. When False for all faces the
+        solve drops the K identity unknowns (much faster).
+        iterations: overrides the number of full LM iterations.
+        """
+        cfg = self.config
+        dev, dt = self.device, torch.float32
+        obs = torch.as_tensor(points2d, dtype=dt, device=dev)
+        B, N = obs.shape[:2]
+        if N != self.num_points:
+            raise ValueError(f"expected {self.num_points} points, got {N}")
+        w = torch.as_tensor(weights, dtype=dt, device=dev).clamp_min(0.0)
+        Kb = self._batch_k(K, B)
+        f = Kb[:, None, [0, 1], [0, 1]]  # (B, 1, 2)
+        c = Kb[:, None, [0, 1], [2, 2]]
+        sw = w.sqrt().unsqueeze(-1)  # (B, N, 1)
+        E, Kid = self.num_expression, self.num_identity
+
+        # identity prior
+        w_is_full = False
+        if identity_prior_mean is None:
+            mu = torch.zeros(B, Kid, dtype=dt, device=dev)
+            w_id = torch.full((B, Kid), float(cfg.identity_prior_weight), dtype=dt, device=dev)
+        else:
+            mu = torch.as_tensor(identity_prior_mean, dtype=dt, device=dev).expand(B, Kid)
+            if identity_prior_weight is None:
+                identity_prior_weight = cfg.identity_prior_weight
+            wt = torch.as_tensor(identity_prior_weight, dtype=dt, device=dev)
+            if wt.ndim == 3:
+                w_id, w_is_full = wt.expand(B, Kid, Kid), True
+            elif wt.ndim == 2:
+                w_id = wt.expand(B, Kid)
+            else:
+                w_id = wt.reshape(-1, 1).expand(B, Kid)
+
+        # which faces fit identity
+        if isinstance(fit_identity, bool):
+            fid = torch.full((B,), fit_identity, dtype=torch.bool, device=dev)
+        else:
+            fid = torch.as_tensor(fit_identity, dtype=torch.bool, device=dev).reshape(-1).expand(B)
+        any_id = bool(fid.any())
+        all_id = bool(fid.all())
+
+        # starting point
+        if init is not None:
+            R = init.rotation.to(dev, dt).clone()
+            t = init.translation_m.to(dev, dt).clone()
+            e0 = init.expression.to(dev, dt)
+            a0 = init.identity.to(dev, dt)
+        else:
+            e0 = torch.zeros(B, E, dtype=dt, device=dev)
+            a0 = mu.clone()
+        if identity_prior_mean is not None:
+            a0 = torch.where(fid[:, None], a0, mu)
+        s = torch.cat((e0, a0), 1).contiguous()
+        if self.expression_bounds is not None:
+            s[:, :E].clamp_(*self.expression_bounds)
+
+        if init is None:
+            x0 = self.model_points(s[:, E:], s[:, :E])
+            R, t = self._init_pose(x0, obs, w, f, c)
+            if cfg.pose_iterations > 0:
+                R, t, s, _, _, _ = self._lm(R, t, s, obs, sw, f, c, cfg.pose_iterations, 6, None, mu, w_id, w_is_full)
+            n_iter = cfg.iterations_cold if iterations is None else iterations
+        else:
+            n_iter = cfg.iterations_warm if iterations is None else iterations
+
+        pcount = 6 + E + (Kid if any_id else 0)
+        free_fixed = None if (all_id or not any_id) else fid
+        R, t, s, r, cost, info = self._lm(R, t, s, obs, sw, f, c, n_iter, pcount, free_fixed, mu, w_id, w_is_full)
+        rms = ((r * r).sum((1, 2)) / w.sum(1).clamp_min(1e-12)).sqrt()
+        return FitState(
+            rotation=R,
+            translation_m=t,
+            expression=s[:, :E].clone(),
+            identity=s[:, E:].clone(),
+            reprojection_error_px=rms,
+            iterations=n_iter,
+            cost=cost,
+            information=info if (any_id and info is not None) else None,
+        )
+
+
+@dataclass
+class IdentityAccumulatorConfig:
+    """Settings of ``IdentityAccumulator``.
+
+    information_scale: each frame's identity information is multiplied by this before it is
+        added (< 1 because consecutive frames' errors are correlated: the same detector bias,
+        similar pose; 1.0 would treat every frame as independent evidence);
+    max_information: cap on the mean eigen-information (trace / K) of the accumulated estimate,
+        px^2 units; when reached, older information is scaled down (a forgetting factor), so
+        the estimate keeps adapting slowly instead of locking in;
+    freeze_after: after this many frames ``frozen`` becomes True (callers may then pass
+        fit_identity=False with prior mean = ``mean``, which also makes the fit ~3x faster);
+        0 = never freeze;
+    min_reprojection_px / max_reprojection_px: frames whose weighted RMS reprojection error is
+        above max are skipped (bad fits, tracking failures).
+    """
+
+    information_scale: float = 0.3
+    max_information: float = 1e4
+    freeze_after: int = 60
+    max_reprojection_px: float = 6.0
+    prior_weight: float = 1.0  # population prior precision (the fitter's identity_prior_weight)
+
+
+class IdentityAccumulator:
+    """Running Gaussian estimate N(mean, precision^-1) of one track's identity coefficients.
+
+    Each ``update(state, prior_mean, prior_precision)`` takes a FitState of ONE face fitted with
+    ``identity_prior_mean=self.mean`` / ``identity_prior_weight=self.precision`` (or the
+    population prior for the first frame) and adds that frame's evidence in information form:
+    the data information on the identity H_a (the fit's J^T W J marginalised over pose and
+    expression, a Schur complement) and the information vector implied by the fit,
+    ``eta_t = (H_a + W_prior) a_t - W_prior mu_prior`` (so the prior used in the fit is not
+    counted twice). precision = prior_weight I + sum_t c H_a,t, mean = precision^-1 (sum_t c eta_t).
+    Use: ``fitter(..., identity_prior_mean=acc.mean[None], identity_prior_weight=acc.precision[None])``.
+    """
+
+    def __init__(self, num_identity: int, config: IdentityAccumulatorConfig | None = None,
+                 expression_prior_weight: float = 0.05, device=None):
+        self.config = config or IdentityAccumulatorConfig()
+        self.num_identity = num_identity
+        self.expression_prior_weight = expression_prior_weight
+        self.device = device
+        self.reset()
+
+    def reset(self) -> None:
+        k = self.num_identity
+        self.info = torch.zeros(k, k, dtype=torch.float64, device=self.device)
+        self.eta = torch.zeros(k, dtype=torch.float64, device=self.device)
+        self.frames = 0
+
+    @property
+    def precision(self) -> torch.Tensor:
+        """(K, K) float32 precision (prior weight for the fitter), px^2 units."""
+        eye = torch.eye(self.num_identity, dtype=torch.float64, device=self.info.device)
+        return (self.config.prior_weight * eye + self.info).float()
+
+    @property
+    def mean(self) -> torch.Tensor:
+        """(K,) float32 current identity estimate."""
+        eye = torch.eye(self.num_identity, dtype=torch.float64, device=self.info.device)
+        return torch.linalg.solve(self.config.prior_weight * eye + self.info, self.eta).float()
+
+    @property
+    def frozen(self) -> bool:
+        return self.config.freeze_after > 0 and self.frames >= self.config.freeze_after
+
+    def identity_information(self, information: torch.Tensor, num_expression: int) -> torch.Tensor:
+        """Schur complement of a (P, P) fit information onto its identity block (K, K)."""
+        h = information.double()
+        o = 6 + num_expression
+        hoo = h[:o, :o].clone()
+        hoo.diagonal()[6:] += self.expression_prior_weight
+        hoo.diagonal().add_(1e-9 * hoo.diagonal().abs().max())
+        hoi, hii = h[:o, o:], h[o:, o:]
+        s = hii - hoi.T @ torch.linalg.solve(hoo, hoi)
+        return 0.5 * (s + s.T)
+
+    def update(self, state: FitState, prior_mean: torch.Tensor | None = None,
+               prior_precision: torch.Tensor | None = None) -> bool:
+        """Add one frame (``state`` of a single face, B=1). ``prior_mean`` (K,) / ``prior_precision``
+        (K, K) are the identity prior the fit used (default: this accumulator's state before the
+        update, i.e. what you passed to the fitter). Returns whether the frame was used."""
+        if state.information is None or len(state) != 1:
+            return False
+        if not bool(state.reprojection_error_px[0] <= self.config.max_reprojection_px):
+            return False
+        k = self.num_identity
+        e = state.expression.shape[1]
+        if prior_mean is None:
+            prior_mean = self.mean
+        if prior_precision is None:
+            prior_precision = self.precision
+        mu = prior_mean.double().reshape(k)
+        wp = prior_precision.double()
+        if wp.ndim == 0 or wp.numel() == 1:
+            wp = wp.reshape(()) * torch.eye(k, dtype=torch.float64, device=mu.device)
+        elif wp.ndim == 1:
+            wp = torch.diag(wp)
+        ha = self.identity_information(state.information[0], e)
+        a = state.identity[0].double()
+        eta = (ha + wp) @ a - wp @ mu
+        c = self.config.information_scale
+        self.info = self.info + c * ha
+        self.eta = self.eta + c * eta
+        level = float(torch.trace(self.info)) / k
+        if level > self.config.max_information:
+            shrink = self.config.max_information / level
+            self.info *= shrink
+            self.eta *= shrink
+        self.frames += 1
+        return True

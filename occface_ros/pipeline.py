@@ -1,0 +1,245 @@
+"""The ROS-free core: image in, tracked and fitted 3D faces out."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from . import nets
+from .camera import intrinsics_from_fov, intrinsics_from_values, yaw_pitch_roll_deg
+from .config import load_config
+from .correspondence import load_correspondences
+from .detection import FaceDetector
+from .fitting import FaceFitter, FitConfig, IdentityAccumulator
+from .landmarks import FaceLandmarker
+from .morphable import load_morphable_model
+from .smoothing import TrackSmoother
+from .timing import StageTimer
+from .tracking import FaceTracker
+
+IBUG_CONTOUR = slice(0, 17)
+
+
+@dataclass
+class FaceResult:
+    """One face of one frame (numpy, what is published and written)."""
+
+    track_id: int
+    score: float
+    bbox: np.ndarray  # (4,) x0, y0, x1, y1 pixels
+    landmarks68: np.ndarray  # (68, 2) pixels, smoothed
+    landmarks68_visible: np.ndarray  # (68,) bool
+    landmarks468: np.ndarray  # (468, 3) raw FaceMesh, pixels
+    rotation: np.ndarray  # (3, 3) model -> camera (OpenCV camera frame)
+    translation_m: np.ndarray  # (3,) model origin in the camera frame, metres
+    yaw_deg: float
+    pitch_deg: float
+    roll_deg: float
+    expression: np.ndarray  # (E,) weights
+    identity: np.ndarray  # (K,) coefficients
+    occlusion_ratio: float = 0.0
+    reprojection_error_px: float = 0.0
+
+
+@dataclass
+class FrameResult:
+    faces: list[FaceResult]
+    width: int
+    height: int
+    timestamp_s: float
+    lost_track_ids: list[int] = field(default_factory=list)
+    stage_ms: dict[str, float] = field(default_factory=dict)
+
+
+class _TrackState:
+    def __init__(self, fit_state, accumulator, smoother):
+        self.fit_state = fit_state
+        self.identity = accumulator
+        self.smoother = smoother
+
+
+class FacePipeline:
+    """Camera frames -> per-face landmarks68, 3DMM pose/identity/expression; keeps per-track state.
+
+    `process(image_bgr, timestamp_s)`; `reset()` forgets all tracks (e.g. between unrelated images).
+    """
+
+    def __init__(self, config: dict | None = None, camera_matrix: np.ndarray | None = None):
+        self.config = cfg = config if config is not None else load_config()
+        rt = cfg["runtime"]
+        if rt["num_threads"]:
+            torch.set_num_threads(int(rt["num_threads"]))
+        self.device = torch.device(rt["device"])
+        self.timer = StageTimer(sync_cuda=self.device.type == "cuda")
+        det_cfg, lm_cfg = cfg["detection"], cfg["landmarks"]
+        backend = rt["backend"]
+        primary = nets.load_detector(f"face_detector_{det_cfg['model']}", backend=backend, device=self.device)
+        fallback = None
+        if det_cfg["model"] == "short" and det_cfg["fallback_full"]:
+            fallback = FaceDetector(nets.load_detector("face_detector_full", backend=backend, device=self.device),
+                                    det_cfg["min_score"], det_cfg["nms_iou"])
+        landmark_net = nets.load_network("face_landmarks", backend=backend, device=self.device)
+        self.tracker = FaceTracker(
+            FaceDetector(primary, det_cfg["min_score"], det_cfg["nms_iou"]),
+            FaceLandmarker(landmark_net, lm_cfg["roi_scale"]),
+            fallback_detector=fallback,
+            max_faces=det_cfg["max_faces"],
+            redetect_every=det_cfg["redetect_every"],
+            presence_threshold=lm_cfg["presence_threshold"],
+            merge_iou=lm_cfg["track_iou_merge"],
+            timer=self.timer,
+        )
+        self.model = load_morphable_model(cfg["model"]["name"], cfg["model"]["path"]).to(self.device)
+        self.correspondences = load_correspondences(device=self.device)
+        corr = self.correspondences
+        fit_cfg = cfg["fitting"]
+        valid = corr.mp_to_ict_valid
+        self.dense_index = torch.nonzero(valid).squeeze(1)
+        ids = torch.cat([self.model.landmarks68.view(-1, 1).expand(-1, 3), corr.mp_to_ict_vertex_ids[valid]])
+        bary = torch.cat([
+            torch.tensor([1.0, 0.0, 0.0], device=self.device).expand(68, 3),
+            corr.mp_to_ict_barycentric[valid],
+        ])
+        self.fitter = FaceFitter(self.model, ids, bary, self._fit_config())
+        w68 = torch.full((68,), float(fit_cfg["landmark_weight"]), device=self.device)
+        w68[IBUG_CONTOUR] = float(fit_cfg["contour_weight"])
+        self.base_weights = torch.cat([w68, torch.full((len(self.dense_index),), float(fit_cfg["dense_weight"]),
+                                                        device=self.device)])
+        self.camera_matrix = None if camera_matrix is None else np.asarray(camera_matrix, dtype=np.float64)
+        self.tracks: dict[int, _TrackState] = {}
+
+    def _fit_config(self) -> FitConfig:
+        f = self.config["fitting"]
+        return FitConfig(
+            iterations_cold=f["iterations_cold"],
+            iterations_warm=f["iterations_warm"],
+            identity_prior_weight=f["identity_prior"],
+            expression_prior_weight=f["expression_prior"],
+        )
+
+    def set_smoothing(self, min_cutoff: float, beta: float, d_cutoff: float) -> None:
+        """Change One-Euro parameters at run time (all tracks)."""
+        self.config["smoothing"].update(min_cutoff=min_cutoff, beta=beta, d_cutoff=d_cutoff)
+        for state in self.tracks.values():
+            state.smoother.set_parameters(min_cutoff=min_cutoff, beta=beta, d_cutoff=d_cutoff)
+
+    def reset(self) -> None:
+        self.tracker.reset()
+        self.tracks.clear()
+
+    def intrinsics(self, width: int, height: int) -> torch.Tensor:
+        cam = self.config["camera"]
+        if self.camera_matrix is not None:
+            k = self.camera_matrix
+            return intrinsics_from_values(k[0, 0], k[1, 1], k[0, 2], k[1, 2]).to(self.device)
+        if cam["fx"] is not None:
+            return intrinsics_from_values(cam["fx"], cam["fy"], cam["cx"], cam["cy"]).to(self.device)
+        return intrinsics_from_fov(width, height, cam["hfov_deg"]).to(self.device)
+
+    def to_tensor(self, image_bgr: np.ndarray) -> torch.Tensor:
+        """(H, W, 3) uint8 BGR -> (3, H, W) float RGB in [0, 1] on the pipeline's device."""
+        if image_bgr.dtype != np.uint8 or image_bgr.ndim != 3 or image_bgr.shape[2] != 3:
+            raise ValueError(f"expected an (H, W, 3) uint8 BGR image, got {image_bgr.shape} {image_bgr.dtype}")
+        t = torch.from_numpy(image_bgr).to(self.device, non_blocking=True)
+        return t.permute(2, 0, 1).flip(0).float().div_(255.0)
+
+    @torch.inference_mode()
+    def process(self, image_bgr: np.ndarray, timestamp_s: float) -> FrameResult:
+        self.timer.new_frame()
+        height, width = image_bgr.shape[:2]
+        with self.timer("preprocess"):
+            image = self.to_tensor(image_bgr)
+        tracked = self.tracker(image)
+        for tid in tracked.lost_ids:
+            self.tracks.pop(tid, None)
+        if not tracked.track_ids:
+            return FrameResult([], width, height, timestamp_s, tracked.lost_ids, dict(self.timer.last))
+
+        with self.timer("fit"):
+            faces = self._fit(tracked, self.intrinsics(width, height), timestamp_s)
+        return FrameResult(faces, width, height, timestamp_s, tracked.lost_ids, dict(self.timer.last))
+
+    def _fit(self, tracked, K: torch.Tensor, timestamp_s: float) -> list[FaceResult]:
+        b = len(tracked.track_ids)
+        lm468 = tracked.landmarks468
+        lm68 = self.correspondences.landmarks68_from_mp468(lm468[..., :2])
+        points = torch.cat([lm68, lm468[:, self.dense_index, :2]], 1)
+        weights = self.base_weights.expand(b, -1)
+        states = [self.tracks.get(t) for t in tracked.track_ids]
+        init = None
+        if all(s is not None for s in states):
+            init = type(states[0].fit_state).cat([s.fit_state for s in states])
+        prior_mean, prior_weight, fit_identity = self._identity_priors(states, b)
+        fit = self.fitter(points, weights, K, init=init, identity_prior_mean=prior_mean,
+                          identity_prior_weight=prior_weight, fit_identity=fit_identity)
+        with self.timer("smoothing"):
+            faces = []
+            sm = self.config["smoothing"]
+            ypr = yaw_pitch_roll_deg(fit.rotation)
+            for i, tid in enumerate(tracked.track_ids):
+                state = self.tracks.get(tid)
+                if state is None:
+                    state = _TrackState(None, IdentityAccumulator(self.model.num_identity, device=self.device,
+                                                                  freeze_after=self.config["fitting"]["identity_freeze_frames"]),
+                                        TrackSmoother(min_cutoff=sm["min_cutoff"], beta=sm["beta"], d_cutoff=sm["d_cutoff"]))
+                    self.tracks[tid] = state
+                state.fit_state = fit.select(i)
+                state.identity.update(fit.identity[i])
+                faces.append(self._face_result(tid, tracked, fit, i, lm68[i], state, timestamp_s, ypr))
+        return faces
+
+    def _identity_priors(self, states, b):
+        if all(s is None for s in states):
+            return None, None, True
+        mean = torch.zeros(b, self.model.num_identity, device=self.device)
+        weight = torch.zeros(b, device=self.device)
+        fit_identity = torch.ones(b, dtype=torch.bool, device=self.device)
+        for i, s in enumerate(states):
+            if s is not None:
+                mean[i], weight[i] = s.identity.prior()
+                fit_identity[i] = not s.identity.frozen
+        return mean, weight, fit_identity
+
+    def _face_result(self, tid, tracked, fit, i, lm68, state, timestamp_s, ypr) -> FaceResult:
+        smoothed = state.smoother(timestamp_s, landmarks68=lm68, rotation=fit.rotation[i],
+                                  translation_m=fit.translation_m[i], expression=fit.expression[i]) \
+            if self.config["smoothing"]["enabled"] else None
+        if smoothed is not None:
+            lm68_out, rot, trans, expr = (smoothed["landmarks68"], smoothed["rotation"],
+                                          smoothed["translation_m"], smoothed["expression"])
+            yaw, pitch, roll = (float(v) for v in yaw_pitch_roll_deg(rot.unsqueeze(0))[0])
+        else:
+            lm68_out, rot, trans, expr = lm68, fit.rotation[i], fit.translation_m[i], fit.expression[i]
+            yaw, pitch, roll = (float(v) for v in ypr[i])
+        lm = tracked.landmarks468[i]
+        bbox = torch.cat([lm[:, :2].amin(0), lm[:, :2].amax(0)])
+        return FaceResult(
+            track_id=tid,
+            score=float(tracked.presence[i]),
+            bbox=bbox.cpu().numpy(),
+            landmarks68=lm68_out.cpu().numpy().astype(np.float64),
+            landmarks68_visible=np.ones(68, dtype=bool),
+            landmarks468=lm.cpu().numpy(),
+            rotation=rot.cpu().numpy().astype(np.float64),
+            translation_m=trans.cpu().numpy().astype(np.float64),
+            yaw_deg=yaw, pitch_deg=pitch, roll_deg=roll,
+            expression=expr.cpu().numpy().astype(np.float64),
+            identity=state.identity.mean().cpu().numpy().astype(np.float64),
+            reprojection_error_px=float(fit.reprojection_error_px[i]),
+        )
+
+    def mesh_vertices(self, face: FaceResult) -> np.ndarray:
+        """(V, 3) mesh of a face in the camera frame, metres."""
+        ident = torch.as_tensor(face.identity, dtype=torch.float32, device=self.device).unsqueeze(0)
+        expr = torch.as_tensor(face.expression, dtype=torch.float32, device=self.device).unsqueeze(0)
+        verts = self.model.vertices(ident, expr)[0]
+        rot = torch.as_tensor(face.rotation, dtype=torch.float32, device=self.device)
+        trans = torch.as_tensor(face.translation_m, dtype=torch.float32, device=self.device)
+        return (verts @ rot.T + trans).cpu().numpy()
+
+    def project(self, points_cam: np.ndarray, width: int, height: int) -> np.ndarray:
+        """(N, 3) camera-frame points -> (N, 2) pixels with this pipeline's intrinsics."""
+        K = self.intrinsics(width, height).cpu().numpy()
+        p = points_cam @ K.T
+        return p[:, :2] / np.maximum(p[:, 2:3], 1e-6)

@@ -1,0 +1,109 @@
+"""Rotated square regions of interest and batched crops (affine_grid + grid_sample).
+
+Pixel convention everywhere: OpenCV's, pixel (i, j) has its centre at x=j, y=i.
+An ROI is (cx, cy, size, angle_rad): a square of side `size` pixels centred at (cx, cy),
+rotated by `angle` (counter-clockwise on screen is negative, as in MediaPipe's rects).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+
+def roi_affine(rois: torch.Tensor) -> torch.Tensor:
+    """(B, 4) ROIs -> (B, 2, 3) maps from unit crop coords q in [0,1]^2 to image pixels."""
+    cx, cy, size, angle = rois.unbind(-1)
+    cos, sin = torch.cos(angle) * size, torch.sin(angle) * size
+    # p = c + size * R(angle) @ (q - 0.5)
+    ox = cx - 0.5 * (cos - sin)
+    oy = cy - 0.5 * (sin + cos)
+    row0 = torch.stack([cos, -sin, ox], -1)
+    row1 = torch.stack([sin, cos, oy], -1)
+    return torch.stack([row0, row1], 1)
+
+
+def crop_rois(image: torch.Tensor, rois: torch.Tensor, out_size: tuple[int, int]) -> torch.Tensor:
+    """Crop (B, 3, h, w) from a (3, H, W) float image, bilinear, zero outside the image."""
+    _, height, width = image.shape
+    b = rois.shape[0]
+    aff = roi_affine(rois)  # unit crop -> pixels (centre convention)
+    # grid_sample (align_corners=False): normalised n = (2 * (x + 0.5)) / W - 1
+    to_norm = torch.tensor(
+        [[2.0 / width, 0.0, 1.0 / width - 1.0], [0.0, 2.0 / height, 1.0 / height - 1.0]],
+        dtype=image.dtype, device=image.device,
+    )
+    # output normalised o in [-1, 1] -> q = (o + 1) / 2, shifted so crop pixel centres sample correctly
+    from_out = torch.tensor([[0.5, 0.0, 0.5], [0.0, 0.5, 0.5], [0.0, 0.0, 1.0]], dtype=image.dtype, device=image.device)
+    aff3 = torch.cat([aff, torch.tensor([0.0, 0.0, 1.0], dtype=image.dtype, device=image.device).expand(b, 1, 3)], 1)
+    theta = to_norm @ aff3 @ from_out
+    grid = F.affine_grid(theta, [b, 3, out_size[0], out_size[1]], align_corners=False)
+    return F.grid_sample(image.unsqueeze(0).expand(b, -1, -1, -1), grid, mode="bilinear",
+                         padding_mode="zeros", align_corners=False)
+
+
+def crop_to_image(points: torch.Tensor, rois: torch.Tensor, crop_size: tuple[int, int]) -> torch.Tensor:
+    """Map (B, N, 2+) points in crop pixels (0..w, as the networks output them) to image pixels.
+
+    A trailing z (crop pixel units) is scaled to image pixels.
+    """
+    h, w = crop_size
+    aff = roi_affine(rois)
+    q = torch.stack([points[..., 0] / w, points[..., 1] / h], -1)
+    xy = q @ aff[:, :, :2].transpose(1, 2) + aff[:, :, 2].unsqueeze(1)
+    if points.shape[-1] > 2:
+        z = points[..., 2:] * (rois[:, 2] / w).view(-1, 1, 1)
+        return torch.cat([xy, z], -1)
+    return xy
+
+
+def roi_from_points(
+    points: torch.Tensor, left_idx: int, right_idx: int, scale: float, shift_y: float = 0.0
+) -> torch.Tensor:
+    """ROIs (B, 4) around (B, N, 2) points, rotated so the line left->right is horizontal.
+
+    As MediaPipe's DetectionsToRects + RectTransformation: the box is taken in the rotated frame,
+    made square on its long side and scaled by `scale`.
+    """
+    delta = points[:, right_idx] - points[:, left_idx]
+    angle = torch.atan2(delta[:, 1], delta[:, 0])
+    centre0 = 0.5 * (points.amin(1) + points.amax(1))
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    rel = points - centre0.unsqueeze(1)
+    # rotate into the face-aligned frame (by -angle)
+    u = rel[..., 0] * cos.unsqueeze(1) + rel[..., 1] * sin.unsqueeze(1)
+    v = -rel[..., 0] * sin.unsqueeze(1) + rel[..., 1] * cos.unsqueeze(1)
+    umin, umax, vmin, vmax = u.amin(1), u.amax(1), v.amin(1), v.amax(1)
+    size = torch.maximum(umax - umin, vmax - vmin) * scale
+    cu, cv = 0.5 * (umin + umax), 0.5 * (vmin + vmax) + shift_y * size
+    cx = centre0[:, 0] + cu * cos - cv * sin
+    cy = centre0[:, 1] + cu * sin + cv * cos
+    return torch.stack([cx, cy, size, angle], -1)
+
+
+def roi_corners(rois: torch.Tensor) -> torch.Tensor:
+    """(B, 4, 2) corners of the rotated squares in image pixels."""
+    unit = torch.tensor([[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]], dtype=rois.dtype, device=rois.device)
+    aff = roi_affine(rois)
+    return unit @ aff[:, :, :2].transpose(1, 2) + aff[:, :, 2].unsqueeze(1)
+
+
+def box_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """IoU matrix (Na, Nb) of axis-aligned boxes x0, y0, x1, y1."""
+    lt = torch.maximum(a[:, None, :2], b[None, :, :2])
+    rb = torch.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = (rb - lt).clamp(min=0).prod(-1)
+    area_a = (a[:, 2:] - a[:, :2]).clamp(min=0).prod(-1)
+    area_b = (b[:, 2:] - b[:, :2]).clamp(min=0).prod(-1)
+    return inter / (area_a[:, None] + area_b[None, :] - inter).clamp(min=1e-9)
+
+
+def rois_to_boxes(rois: torch.Tensor) -> torch.Tensor:
+    """Axis-aligned bounding boxes (B, 4) of rotated ROIs."""
+    c = roi_corners(rois)
+    return torch.cat([c.amin(1), c.amax(1)], -1)
+
+
+def wrap_angle(a: float) -> float:
+    return (a + math.pi) % (2 * math.pi) - math.pi

@@ -1,0 +1,117 @@
+"""Multi-face tracking: detect when needed, track ROIs from landmarks, stable track ids."""
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+
+import torch
+
+from .detection import FaceDetector, rois_from_detections
+from .landmarks import FaceLandmarker
+from .roi import box_iou, rois_to_boxes
+from .timing import StageTimer
+
+
+@dataclass
+class TrackedFaces:
+    track_ids: list[int]
+    rois: torch.Tensor  # (B, 4) ROIs used this frame
+    landmarks468: torch.Tensor  # (B, 468, 3) image pixels
+    presence: torch.Tensor  # (B,)
+    new_ids: list[int] = field(default_factory=list)
+    lost_ids: list[int] = field(default_factory=list)
+    detected: bool = False
+
+
+class FaceTracker:
+    """Keeps up to `max_faces` tracks; re-detects only when a track is lost, or every N frames."""
+
+    def __init__(
+        self,
+        detector: FaceDetector,
+        landmarker: FaceLandmarker,
+        fallback_detector: FaceDetector | None = None,
+        max_faces: int = 4,
+        redetect_every: int = 30,
+        presence_threshold: float = 0.5,
+        merge_iou: float = 0.5,
+        timer: StageTimer | None = None,
+    ):
+        self.detector = detector
+        self.fallback_detector = fallback_detector
+        self.landmarker = landmarker
+        self.max_faces = max_faces
+        self.redetect_every = redetect_every
+        self.presence_threshold = presence_threshold
+        self.merge_iou = merge_iou
+        self.timer = timer or StageTimer()
+        self._ids = itertools.count()
+        self.reset()
+
+    def reset(self) -> None:
+        self.track_ids: list[int] = []
+        self.rois: torch.Tensor | None = None
+        self.frames_since_detect = 0
+
+    def _needs_detection(self) -> bool:
+        if not self.track_ids:
+            return True
+        if len(self.track_ids) >= self.max_faces:
+            return False
+        return self.redetect_every > 0 and self.frames_since_detect >= self.redetect_every
+
+    def _detect(self, image: torch.Tensor) -> torch.Tensor:
+        with self.timer("detection"):
+            det = self.detector(image)
+            if len(det) == 0 and self.fallback_detector is not None:
+                det = self.fallback_detector(image)
+        return rois_from_detections(det, self.landmarker.roi_scale)
+
+    @torch.inference_mode()
+    def __call__(self, image: torch.Tensor) -> TrackedFaces:
+        """Track faces in one frame (3, H, W) float [0, 1]."""
+        new_ids: list[int] = []
+        detected = False
+        if self._needs_detection():
+            detected = True
+            self.frames_since_detect = 0
+            det_rois = self._detect(image)
+            if det_rois.shape[0]:
+                if self.rois is not None and self.rois.shape[0]:
+                    overlap = box_iou(rois_to_boxes(det_rois), rois_to_boxes(self.rois)).amax(1)
+                    det_rois = det_rois[overlap < self.merge_iou]
+                free = self.max_faces - len(self.track_ids)
+                det_rois = det_rois[:free]
+                new_ids = [next(self._ids) for _ in range(det_rois.shape[0])]
+                self.rois = det_rois if self.rois is None else torch.cat([self.rois, det_rois])
+                self.track_ids = self.track_ids + new_ids
+        else:
+            self.frames_since_detect += 1
+        if not self.track_ids:
+            empty = image.new_zeros(0, 468, 3)
+            return TrackedFaces([], image.new_zeros(0, 4), empty, image.new_zeros(0), [], [], detected)
+
+        rois_used = self.rois
+        with self.timer("landmarks"):
+            result = self.landmarker(image, rois_used)
+        alive = result.presence >= self.presence_threshold
+        lost_ids = [t for t, a in zip(self.track_ids, alive.tolist()) if not a]
+        keep_ids = [t for t, a in zip(self.track_ids, alive.tolist()) if a]
+        landmarks = result.landmarks468[alive]
+        presence = result.presence[alive]
+        rois_used = rois_used[alive]
+        with self.timer("tracking"):
+            next_rois = self.landmarker.next_rois(landmarks) if landmarks.shape[0] else landmarks.new_zeros(0, 4)
+            # merge tracks that converged on the same face: the older id (listed first) wins
+            if next_rois.shape[0] > 1:
+                iou = box_iou(rois_to_boxes(next_rois), rois_to_boxes(next_rois))
+                dup = torch.triu(iou > self.merge_iou, diagonal=1).any(0)
+                if bool(dup.any()):
+                    keep = ~dup
+                    lost_ids += [t for t, d in zip(keep_ids, dup.tolist()) if d]
+                    keep_ids = [t for t, d in zip(keep_ids, dup.tolist()) if not d]
+                    landmarks, presence = landmarks[keep], presence[keep]
+                    rois_used, next_rois = rois_used[keep], next_rois[keep]
+        self.track_ids, self.rois = keep_ids, next_rois
+        new_ids = [t for t in new_ids if t in keep_ids]
+        return TrackedFaces(list(keep_ids), rois_used, landmarks, presence, new_ids, lost_ids, detected)
