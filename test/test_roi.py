@@ -1,0 +1,51 @@
+import math
+
+import torch
+
+from occface_ros.roi import box_iou, crop_rois, crop_to_image, roi_from_points, rois_to_boxes
+
+
+def test_crop_samples_the_rotated_square():
+    image = torch.zeros(3, 100, 200)
+    image[:, 40, 60] = 1.0
+    roi = torch.tensor([[60.0, 40.0, 21.0, 0.7]])
+    crop = crop_rois(image, roi, (21, 21))
+    assert crop.shape == (1, 3, 21, 21)
+    flat = int(crop[0, 0].argmax())
+    assert (flat // 21, flat % 21) == (10, 10)
+    assert abs(float(crop.max()) - 1.0) < 1e-5
+
+
+def test_crop_to_image_inverts_the_crop_for_any_rotation():
+    rois = torch.tensor([[120.0, 80.0, 64.0, 0.0], [50.0, 60.0, 30.0, math.radians(35)]])
+    pts_img = torch.tensor([[[110.0, 90.0]], [[52.0, 57.0]]])
+    image = torch.zeros(3, 160, 240)
+    for b in range(2):
+        x, y = pts_img[b, 0].round().long().tolist()
+        image[:, y, x] = 1.0
+    crops = crop_rois(image, rois, (64, 64))
+    for b in range(2):
+        flat = int(crops[b, 0].argmax())
+        v, u = flat // 64, flat % 64
+        back = crop_to_image(torch.tensor([[[u + 0.5, v + 0.5]]]), rois[b:b + 1], (64, 64))
+        assert torch.allclose(back[0, 0], pts_img[b, 0].round(), atol=1.0)
+
+
+def test_roi_from_points_is_rotation_equivariant():
+    square = torch.tensor([[[-1.0, -1.0], [1.0, -1.0], [1.0, 1.0], [-1.0, 1.0]]]) * 10 + 50
+    roi0 = roi_from_points(square, 0, 1, 1.5)
+    assert torch.allclose(roi0[0], torch.tensor([50.0, 50.0, 30.0, 0.0]), atol=1e-4)
+    a = math.radians(30)
+    rot = torch.tensor([[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]])
+    turned = (square - 50) @ rot.T + 50
+    roi1 = roi_from_points(turned, 0, 1, 1.5)
+    assert torch.allclose(roi1[0], torch.tensor([50.0, 50.0, 30.0, a]), atol=1e-4)
+
+
+def test_box_iou_and_roi_boxes():
+    a = torch.tensor([[0.0, 0.0, 10.0, 10.0]])
+    b = torch.tensor([[5.0, 0.0, 15.0, 10.0], [20.0, 20.0, 30.0, 30.0]])
+    assert torch.allclose(box_iou(a, b), torch.tensor([[1 / 3, 0.0]]))
+    box = rois_to_boxes(torch.tensor([[10.0, 10.0, 4.0, math.pi / 4]]))
+    half = 2 * math.sqrt(2)
+    assert torch.allclose(box, torch.tensor([[10 - half, 10 - half, 10 + half, 10 + half]]), atol=1e-5)
