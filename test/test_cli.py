@@ -1,0 +1,100 @@
+"""The `occface run` output contract on an image, a folder and a video; bad inputs."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from occface_ros.clip import clip_frames
+from occface_ros.samples import sample_path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def occface(*args):
+    return subprocess.run([sys.executable, "-m", "occface_ros.cli", *map(str, args)], capture_output=True,
+                          text=True, cwd=REPO, timeout=600)
+
+
+def check_frame(path, width, height, expect_faces, expression_count=53):
+    data = json.loads(path.read_text())
+    assert data["image"] == {"width": width, "height": height}
+    assert len(data["faces"]) >= expect_faces
+    for face in data["faces"]:
+        assert len(face["landmarks68"]) == 68 and len(face["landmarks68_visible"]) == 68
+        assert all(len(p) == 2 for p in face["landmarks68"])
+        assert np.array(face["pose"]["rotation"]).shape == (3, 3)
+        assert len(face["pose"]["translation_m"]) == 3
+        assert {"yaw_deg", "pitch_deg", "roll_deg"} <= set(face["pose"])
+        assert len(face["expression"]) == expression_count and "jawOpen" in face["expression"]
+        assert len(face["identity"]) == 100
+        assert 0.0 <= face["occlusion_ratio"] <= 1.0
+        x0, y0, x1, y1 = face["bbox"]
+        assert 0 <= x0 < x1 and 0 <= y0 < y1
+    return data
+
+
+def test_run_on_an_image_writes_the_contract(tmp_path):
+    out = tmp_path / "out"
+    r = occface("run", "--input", sample_path("skimage", "astronaut.png"), "--output", out, "--write-meshes",
+                "--write-overlay", "--quiet")
+    assert r.returncode == 0, r.stderr
+    data = check_frame(out / "frames" / "000000.json", 512, 512, 1)
+    mesh = out / data["faces"][0]["mesh"]
+    lines = mesh.read_text().splitlines()
+    assert sum(line.startswith("v ") for line in lines) == 11248
+    assert sum(line.startswith("f ") for line in lines) == 22288
+    assert cv2.imread(str(out / "overlay" / "000000.jpg")).shape == (512, 512, 3)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["frames"] == 1 and summary["frames_with_faces"] == 1
+    assert not list(out.rglob("*.tmp*"))
+
+
+def test_run_on_a_folder_and_a_video(tmp_path):
+    frames = clip_frames(12)
+    folder = tmp_path / "seq"
+    folder.mkdir()
+    for i, f in enumerate(frames):
+        cv2.imwrite(str(folder / f"{i:04d}.png"), f)
+    r = occface("run", "--input", folder, "--output", tmp_path / "o1", "--quiet")
+    assert r.returncode == 0, r.stderr
+    names = sorted(p.name for p in (tmp_path / "o1" / "frames").iterdir())
+    assert names == [f"{i:06d}.json" for i in range(12)]
+    ids = {json.loads((tmp_path / "o1" / "frames" / n).read_text())["faces"][0]["track_id"] for n in names}
+    assert ids == {0}
+
+    video = tmp_path / "clip.mp4"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 30, (640, 480))
+    for f in frames:
+        writer.write(f)
+    writer.release()
+    r = occface("run", "--input", video, "--output", tmp_path / "o2", "--write-overlay")
+    assert r.returncode == 0, r.stderr
+    for i in range(12):
+        check_frame(tmp_path / "o2" / "frames" / f"{i:06d}.json", 640, 480, 1)
+    cap = cv2.VideoCapture(str(tmp_path / "o2" / "overlay.mp4"))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 12
+
+
+@pytest.mark.parametrize("name, data", [("broken.jpg", b"\xff\xd8 not really"), ("broken.mp4", b"\x00" * 64)])
+def test_unreadable_input_fails_cleanly(tmp_path, name, data):
+    bad = tmp_path / name
+    bad.write_bytes(data)
+    out = tmp_path / "out"
+    r = occface("run", "--input", bad, "--output", out)
+    assert r.returncode == 2
+    assert len(r.stderr.strip().splitlines()) == 1 and "cannot read" in r.stderr
+    assert not out.exists()
+
+
+def test_missing_model_names_the_fix(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"model:\n  path: {tmp_path / 'absent.npz'}\n")
+    r = occface("run", "--input", sample_path("skimage", "astronaut.png"), "--output", tmp_path / "o",
+                "--config", cfg)
+    assert r.returncode == 2
+    assert "occface models fetch" in r.stderr
+    assert not (tmp_path / "o" / "frames" / "000000.json").exists()

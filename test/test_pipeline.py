@@ -1,0 +1,77 @@
+"""End-to-end core pipeline on real photos: landmark accuracy, fit quality, tracking."""
+import numpy as np
+import pytest
+
+from occface_ros.clip import clip_frames
+from occface_ros.config import load_config
+
+# Outer-eye-corner normalised NME bound on clean annotated photos. FaceMesh-derived iBUG-68
+# points carry a systematic jaw-contour offset (silhouette vs fixed vertices); 0.06 is the
+# bound the issue aims at, and the measured mean is well under it (see docs/correspondences.md).
+NME_BOUND = 0.06
+
+
+def nme(pred, gt):
+    iod = np.linalg.norm(gt[36] - gt[45])
+    return float(np.mean(np.linalg.norm(pred - gt, axis=1)) / iod)
+
+
+@pytest.fixture(scope="module")
+def pipeline():
+    from occface_ros.pipeline import FacePipeline
+
+    cfg = load_config(overrides={"detection": {"model": "full"}})
+    return FacePipeline(cfg)
+
+
+def test_landmarks68_nme_on_annotated_photos(pipeline, annotated_photos):
+    errors = {}
+    for photo in annotated_photos:
+        pipeline.reset()
+        result = pipeline.process(photo.image_bgr, 0.0)
+        assert len(result.faces) >= 1, photo.name
+        # the annotated face: the detection closest to the annotation centre
+        centre = photo.landmarks68.mean(0)
+        face = min(result.faces, key=lambda f: np.linalg.norm(f.landmarks68.mean(0) - centre))
+        errors[photo.name] = nme(face.landmarks68, photo.landmarks68)
+    mean = float(np.mean(list(errors.values())))
+    print("NME per photo", errors, "mean", mean)
+    assert mean < NME_BOUND, errors
+    assert max(errors.values()) < 0.09, errors
+
+
+def test_fit_reprojects_the_landmarks(pipeline, annotated_photos):
+    for photo in annotated_photos:
+        pipeline.reset()
+        face = pipeline.process(photo.image_bgr, 0.0).faces[0]
+        iod = np.linalg.norm(photo.landmarks68[36] - photo.landmarks68[45])
+        # weighted RMS reprojection error of the fit, relative to the face size
+        assert face.reprojection_error_px / iod < 0.05, (photo.name, face.reprojection_error_px, iod)
+        assert 0.2 < face.translation_m[2] < 10.0
+        assert np.allclose(face.rotation @ face.rotation.T, np.eye(3), atol=1e-4)
+        assert (face.expression >= 0).all() and (face.expression <= 1).all()
+
+
+def test_tracking_keeps_one_id_and_detects_rarely():
+    from occface_ros.pipeline import FacePipeline
+
+    pipe = FacePipeline(load_config())
+    frames = clip_frames(45)
+    ids, detections = set(), 0
+    for i, f in enumerate(frames):
+        result = pipe.process(f, i / 30.0)
+        assert len(result.faces) == 1
+        ids.add(result.faces[0].track_id)
+        detections += "detection" in result.stage_ms
+    assert ids == {0}
+    assert detections <= 3  # first frame + periodic re-detection every 30 frames
+
+
+def test_several_faces_get_distinct_ids(pipeline):
+    from occface_ros.samples import sample_path
+    from occface_ros.sources import read_image
+
+    pipeline.reset()
+    result = pipeline.process(read_image(sample_path("insightface", "t1.jpg")), 0.0)
+    ids = [f.track_id for f in result.faces]
+    assert len(ids) >= 3 and len(set(ids)) == len(ids)
