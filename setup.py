@@ -22,5 +22,6 @@ setup(
     maintainer_email="occface@example.invalid",
     description="Real-time occlusion-robust 3D face reconstruction for ROS 2",
     license="Apache-2.0",
-    entry_points={"console_scripts": ["occface = occface_ros.cli:main"]},
+    entry_points={"console_scripts": ["occface = occface_ros.cli:main",
+                                    "occface-node = occface_ros.ros.node:main"]},
 )

@@ -77,9 +77,9 @@ def cmd_models_fetch(args) -> int:
 
 
 def cmd_models_convert(args) -> int:
-    from .morphable.ict_obj import convert_ict_obj
+    from .morphable.ict_obj import convert_ict_folder
 
-    print(convert_ict_obj(Path(args.ict_dir), Path(args.output)))
+    print(convert_ict_folder(Path(args.ict_dir), Path(args.output), progress=True))
     return 0
 
 
@@ -137,6 +137,10 @@ def build_parser() -> argparse.ArgumentParser:
     mc.set_defaults(func=cmd_models_convert)
     mw = m.add_parser("weights", help="convert MediaPipe's .tflite networks to PyTorch (cached)")
     mw.set_defaults(func=cmd_weights)
+
+    from .ros.cli import add_ros_commands  # `bag`, `bench-ros`: ROS 2 is imported only when they run
+
+    add_ros_commands(sub)
     return p
 
 

@@ -36,8 +36,9 @@ Gaussian estimate that is fed back as ``identity_prior_mean`` / ``identity_prior
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 
+import numpy as np
 import torch
 
 from .geometry import so3_exp
@@ -55,7 +56,11 @@ class FitConfig:
     iterations_cold: int = 10
     """Full LM iterations (pose + expression + identity) for a face without ``init``."""
     iterations_warm: int = 3
-    """Full LM iterations when warm-started from the previous frame's ``FitState``."""
+    """LM iterations when warm-started from the previous frame's ``FitState``."""
+    warm_identity_iterations: int = 1
+    """How many of the warm iterations also solve the identity (the others solve pose and
+    expression only, ~3x cheaper). Identity changes slowly along a track, so one Gauss-Newton
+    step per frame keeps it converged; 0 = identity fixed at its warm-start value."""
     pose_iterations: int = 5
     """Pose-only LM iterations on the (prior-mean) shape before the full cold solve."""
     identity_prior_weight: float = 1.0
@@ -79,6 +84,10 @@ class FitConfig:
     """An expression weight this close to a bound counts as "on" the bound (active set)."""
     solve_in_float64: bool = True
     """Factorise the (6+E+K)^2 normal matrix in float64 (costs ~0.03 ms per face, safer)."""
+    cpu_syrk: bool = False
+    """On CPU, form J^T J with numpy/BLAS syrk (half the flops). Off by default: numpy's
+    OpenBLAS thread pool competes with torch's OpenMP threads (catastrophic slow-downs under
+    load); enable only with OPENBLAS_NUM_THREADS=1."""
 
 
 @dataclass
@@ -184,8 +193,12 @@ class FaceFitter:
         idb = restrict(model.identity_basis_m.float())  # (K, N, 3)
         basis = torch.cat((exb, idb), 0)  # (P, N, 3), order [expression, identity]
         self.mean = mean.contiguous().to(device)
-        self.basis_flat_t = basis.reshape(basis.shape[0], -1).contiguous().to(device)  # (P, 3N)
-        self.basis = basis.permute(1, 2, 0).contiguous().to(device)  # (N, 3, P)
+        # layouts: coordinate-major (P, 3N) with (coord, point) order for the solver's (B, 3, N)
+        # layout; (3, N, P) for the rotated-basis GEMM of the Jacobian.
+        self.basis_cn = basis.permute(0, 2, 1).reshape(basis.shape[0], -1).contiguous().to(device)
+        self.basis_3np = basis.permute(2, 1, 0).contiguous().to(device)  # (3, N, P)
+        self.mean_cn = mean.T.contiguous().to(device)  # (3, N)
+        self._basis_cache: dict[int, torch.Tensor] = {basis.shape[0]: self.basis_3np.view(3, -1)}
         self.correspondence_ids = ids.to(device)
         self.correspondence_bary = bary.to(device)
 
@@ -201,8 +214,8 @@ class FaceFitter:
     # ------------------------------------------------------------------ model evaluation
     def model_points(self, identity: torch.Tensor, expression: torch.Tensor) -> torch.Tensor:
         """Model-space positions (B, N, 3) of the N correspondence points."""
-        s = torch.cat((expression, identity), -1).to(self.mean.dtype)
-        return self.mean + (s @ self.basis_flat_t).view(s.shape[0], self.num_points, 3)
+        s = torch.cat((expression, identity), -1).to(device=self.device, dtype=self.mean.dtype)
+        return self._shape(s).transpose(1, 2)
 
     def project(self, state: FitState, K: torch.Tensor) -> torch.Tensor:
         """Pixel positions (B, N, 2) of the N model points for a fitted state."""
@@ -217,128 +230,160 @@ class FaceFitter:
         return K.expand(b, 3, 3) if K.ndim == 2 else K
 
     # ------------------------------------------------------------------ internals
-    def _forward(self, R, t, s, obs, sw, f, c):
-        """Model points -> (Y = R X, P = Y + t, weighted residuals (B, N, 2))."""
-        b = s.shape[0]
-        x = self.mean + (s @ self.basis_flat_t).view(b, self.num_points, 3)
-        y = x @ R.transpose(1, 2)
-        p = y + t[:, None]
-        z = p[..., 2:3].clamp_min(self.config.min_depth_m)
-        r = (p[..., :2] / z * f + c - obs) * sw
+    def _shape(self, s):
+        """Model points in the solver layout (B, 3, N) for shape coefficients s (B, E+K)."""
+        return torch.addmm(self.mean_cn.view(1, -1), s, self.basis_cn).view(s.shape[0], 3, self.num_points)
+
+    def _forward(self, R, t, x, obs, sw, f, c):
+        """Solver layout: points x (B, 3, N) -> Y = R X, P = Y + t (B, 3, N), weighted
+        residuals (B, 2, N)."""
+        y = torch.bmm(R, x)
+        p = y + t[:, :, None]
+        z = p[:, 2:3].clamp_min(self.config.min_depth_m)
+        r = torch.addcmul(c - obs, p[:, :2] / z, f) * sw
         return y, p, r
 
-    def _prior(self, s, pcount, mu, w_id, w_is_full):
-        """Prior gradient (B, pcount-6), prior Hessian diagonal or full, prior cost (B,)."""
+    def _prior(self, s, mu, w_id, w_is_full):
+        """Prior gradient (B, E+K) and prior cost (B,) (expression L2/L1 + identity Gaussian)."""
         cfg, E = self.config, self.num_expression
         e = s[:, :E]
-        grad = [cfg.expression_prior_weight * e + cfg.expression_l1_weight]
-        cost = 0.5 * cfg.expression_prior_weight * (e * e).sum(1) + cfg.expression_l1_weight * e.sum(1)
-        if pcount > 6 + E:
-            d = s[:, E:] - mu
-            wd = (w_id @ d.unsqueeze(-1)).squeeze(-1) if w_is_full else w_id * d
-            grad.append(wd)
-            cost = cost + 0.5 * (d * wd).sum(1)
-        return torch.cat(grad, 1), cost
+        d = s[:, E:] - mu
+        wd = (w_id @ d.unsqueeze(-1)).squeeze(-1) if w_is_full else w_id * d
+        grad = torch.cat((cfg.expression_prior_weight * e + cfg.expression_l1_weight, wd), 1)
+        cost = (0.5 * cfg.expression_prior_weight * e + cfg.expression_l1_weight).mul(e).sum(1) + 0.5 * (d * wd).sum(1)
+        return grad, cost
 
-    def _lm(self, R, t, s, obs, sw, f, c, iters, pcount, free_fixed, mu, w_id, w_is_full):
-        """Run `iters` LM iterations on the first `pcount` unknowns. Returns updated R, t, s and
-        (residuals, cost, data information) at the final point."""
+    def _gram(self, a: torch.Tensor) -> torch.Tensor:
+        """a^T a for (B, M, P) float32 -> (B, P, P). On CPU numpy's matmul recognises the
+        transposed-self product and calls BLAS syrk (half the flops of a general matmul and,
+        with OpenBLAS, ~2x faster than torch.bmm here)."""
+        if a.device.type == "cpu" and self.config.cpu_syrk:
+            an = a.numpy()
+            out = np.empty((an.shape[0], an.shape[2], an.shape[2]), dtype=an.dtype)
+            for i in range(an.shape[0]):
+                np.matmul(an[i].T, an[i], out=out[i])
+            return torch.from_numpy(out)
+        return torch.bmm(a.transpose(1, 2), a)
+
+    def _lm(self, R, t, s, obs, sw, f, c, schedule, free_fixed, mu, w_id, w_is_full, want_info=False):
+        """LM iterations; ``schedule`` lists, per iteration, how many leading unknowns are solved
+        (6: pose only, 6+E: pose + expression, 6+E+K: all). Returns R, t, s, residuals, cost and
+        the data information of the last iteration that solved all unknowns (if want_info)."""
         cfg = self.config
-        B, E = s.shape[0], self.num_expression
-        npose = 6
-        nshape = pcount - npose
+        B, E, N = s.shape[0], self.num_expression, self.num_points
+        P = 6 + E + self.num_identity
         bounds = self.expression_bounds
-        lam = torch.full((B,), cfg.damping, dtype=torch.float32, device=self.device)
-        y, p, r = self._forward(R, t, s, obs, sw, f, c)
-        pg, pc = self._prior(s, pcount, mu, w_id, w_is_full) if nshape > 0 else (None, 0.0)
+        sdt = torch.float64 if cfg.solve_in_float64 else torch.float32
+        lam = torch.full((B,), cfg.damping, dtype=sdt, device=self.device)
+        x = self._shape(s)
+        y, p, r = self._forward(R, t, x, obs, sw, f, c)
+        pg, pc = self._prior(s, mu, w_id, w_is_full)
         cost = 0.5 * (r * r).sum((1, 2)) + pc
         info = None
-        eye = torch.eye(pcount, dtype=torch.float64 if cfg.solve_in_float64 else torch.float32, device=self.device)
-        for _ in range(iters):
-            # --- Jacobian of the weighted residuals, (B, N, 2, pcount)
-            z = p[..., 2].clamp_min(cfg.min_depth_m)
-            iz = 1.0 / z
-            fx, fy = f[..., 0], f[..., 1]  # (B, 1)
-            zero = torch.zeros_like(iz)
-            d = torch.stack(
+        ab0 = f * sw  # (B, 2, N): sqrt(w) * (fx, fy)
+        last_full = max((i for i, n in enumerate(schedule) if n == P), default=-1)
+        for it, pcount in enumerate(schedule):
+            ns = pcount - 6
+            # --- Jacobian of the weighted residuals (closed form of d pi/d p [y x ., I, R B_n]),
+            # rows ordered [all x rows; all y rows] like the residuals (B, 2, N)
+            iz = 1.0 / p[:, 2].clamp_min(cfg.min_depth_m)  # (B, N)
+            qx, qy = p[:, 0] * iz, p[:, 1] * iz
+            ab = (ab0 * iz[:, None]).unsqueeze(-1)  # (B, 2, N, 1)
+            y0, y1, y2 = y.unbind(1)
+            one, zero = torch.ones_like(qx), torch.zeros_like(qx)
+            jp = torch.stack(
                 (
-                    torch.stack((fx * iz, zero, -fx * p[..., 0] * iz * iz), -1),
-                    torch.stack((zero, fy * iz, -fy * p[..., 1] * iz * iz), -1),
+                    torch.stack((-qx * y1, y2 + qx * y0, -y1, one, zero, -qx), -1),
+                    torch.stack((-qy * y1 - y2, qy * y0, y0, zero, one, -qy), -1),
                 ),
-                -2,
-            ) * sw.unsqueeze(-1)  # (B, N, 2, 3), weighted
-            jw = torch.linalg.cross(y.unsqueeze(2).expand_as(d), d, dim=-1)  # d/d omega = y x d
-            parts = [jw, d]
-            if nshape > 0:
-                m = d @ R.unsqueeze(1)  # (B, N, 2, 3)
-                parts.append(torch.matmul(m, self.basis[:, :, :nshape]))  # (B, N, 2, nshape)
-            J = torch.cat(parts, -1).view(B, -1, pcount)
-            H = torch.bmm(J.transpose(1, 2), J)  # (B, P, P) data information
-            g = torch.bmm(J.transpose(1, 2), r.reshape(B, -1, 1)).squeeze(-1)
-            info = H
-            if nshape > 0:
-                g = g.clone()
-                g[:, npose:] += pg
-                H = H.clone()
+                1,
+            )  # (B, 2, N, 6)
+            jpr = torch.cat((jp * ab, r.unsqueeze(-1)), -1).view(B, 2 * N, 7)
+            hp = torch.bmm(jpr.transpose(1, 2), jpr)  # (B, 7, 7): [Hpp, gp; gp^T, |r|^2]
+            H = torch.empty(B, pcount, pcount, dtype=sdt, device=self.device)
+            g = torch.empty(B, pcount, dtype=sdt, device=self.device)
+            H[:, :6, :6] = hp[:, :6, :6]
+            g[:, :6] = hp[:, :6, 6]
+            if ns > 0:
+                rb = torch.matmul(R, self._basis_prefix(ns)).view(B, 3, N, ns)  # rotated basis
+                js = torch.empty(B, 2, N, ns, dtype=rb.dtype, device=self.device)
+                torch.addcmul(rb[:, 0], qx.unsqueeze(-1), rb[:, 2], value=-1.0, out=js[:, 0])
+                torch.addcmul(rb[:, 1], qy.unsqueeze(-1), rb[:, 2], value=-1.0, out=js[:, 1])
+                js *= ab
+                js = js.view(B, 2 * N, ns)
+                hps = torch.bmm(jpr.transpose(1, 2), js)  # (B, 7, ns): [Hps; gs]
+                H[:, :6, 6:] = hps[:, :6]
+                H[:, 6:, :6] = hps[:, :6].transpose(1, 2)
+                H[:, 6:, 6:] = self._gram(js)
+                g[:, 6:] = hps[:, 6]
+            if want_info and it == last_full:
+                info = H.to(torch.float32)
+            if ns > 0:
+                g[:, 6:] += pg[:, :ns]
                 dg = H.diagonal(dim1=1, dim2=2)
-                dg[:, npose : npose + E] += cfg.expression_prior_weight
-                if nshape > E:
+                dg[:, 6 : 6 + E] += cfg.expression_prior_weight
+                if ns > E:
                     if w_is_full:
-                        H[:, npose + E :, npose + E :] += w_id
+                        H[:, 6 + E :, 6 + E :] += w_id
                     else:
-                        dg[:, npose + E :] += w_id
-            # --- active set: free mask (B, pcount)
-            free = None
-            if nshape > 0 and (bounds is not None or free_fixed is not None):
+                        dg[:, 6 + E :] += w_id
+            # --- active set (projected Newton): pinned variables get no step
+            if ns > 0 and (bounds is not None or (free_fixed is not None and ns > E)):
                 free = torch.ones(B, pcount, dtype=torch.bool, device=self.device)
                 if bounds is not None:
                     e = s[:, :E]
-                    ge = g[:, npose : npose + E]
+                    ge = g[:, 6 : 6 + E]
                     lo, hi = bounds
                     act = ((e <= lo + cfg.bound_tolerance) & (ge > 0)) | ((e >= hi - cfg.bound_tolerance) & (ge < 0))
-                    free[:, npose : npose + E] = ~act
-                if free_fixed is not None and nshape > E:
-                    free[:, npose + E :] &= free_fixed[:, None]
-            Hs = H.to(eye.dtype)
-            gs = g.to(eye.dtype)
-            if free is not None:
-                fm = free.to(eye.dtype)
-                Hs = Hs * fm[:, :, None] * fm[:, None, :] + torch.diag_embed(1.0 - fm)
-                gs = gs * fm
-            dgl = Hs.diagonal(dim1=1, dim2=2)
-            Hs = Hs + torch.diag_embed(lam.to(eye.dtype)[:, None] * dgl + 1e-9)
-            L, infoc = torch.linalg.cholesky_ex(Hs)
-            step = -torch.cholesky_solve(gs.unsqueeze(-1), L).squeeze(-1)
-            step = torch.where((infoc == 0)[:, None], step, torch.zeros_like(step)).to(s.dtype)
-            # --- candidate
+                    free[:, 6 : 6 + E] = ~act
+                if free_fixed is not None and ns > E:
+                    free[:, 6 + E :] &= free_fixed[:, None]
+                fm = free.to(sdt)
+                H = H * fm[:, :, None] * fm[:, None, :] + torch.diag_embed(1.0 - fm)
+                g = g * fm
+            dgl = H.diagonal(dim1=1, dim2=2)
+            dgl += lam[:, None] * dgl + 1e-9
+            L, bad = torch.linalg.cholesky_ex(H)
+            step = -torch.cholesky_solve(g.unsqueeze(-1), L).squeeze(-1)
+            step = torch.where((bad == 0)[:, None], step, torch.zeros_like(step)).to(s.dtype)
+            # --- candidate, evaluated; accepted per face where the cost does not increase
             Rn = so3_exp(step[:, :3]) @ R
             tn = t + step[:, 3:6]
-            if nshape > 0:
+            if ns > 0:
                 sn = s.clone()
-                sn[:, :nshape] += step[:, npose:]
+                sn[:, :ns] += step[:, 6:]
                 if bounds is not None:
                     sn[:, :E].clamp_(bounds[0], bounds[1])
+                pgn, pcn = self._prior(sn, mu, w_id, w_is_full)
+                # incremental shape update: only the solved coefficients changed
+                xn = torch.addmm(x.view(B, -1), sn[:, :ns] - s[:, :ns], self.basis_cn[:ns]).view_as(x)
             else:
-                sn = s
-            yn, pn, rn = self._forward(Rn, tn, sn, obs, sw, f, c)
-            if nshape > 0:
-                pgn, pcn = self._prior(sn, pcount, mu, w_id, w_is_full)
-            else:
-                pgn, pcn = None, 0.0
+                sn, pgn, pcn, xn = s, pg, pc, x
+            yn, pn, rn = self._forward(Rn, tn, xn, obs, sw, f, c)
             costn = 0.5 * (rn * rn).sum((1, 2)) + pcn
             acc = costn <= cost
             lam = torch.where(acc, lam * cfg.damping_down, lam * cfg.damping_up).clamp(cfg.damping_min, cfg.damping_max)
-            a1, a2, a3 = acc[:, None], acc[:, None, None], acc[:, None, None]
-            R = torch.where(a3, Rn, R)
+            a1, a2 = acc[:, None], acc[:, None, None]
+            R = torch.where(a2, Rn, R)
             t = torch.where(a1, tn, t)
-            s = torch.where(a1, sn, s)
             y = torch.where(a2, yn, y)
             p = torch.where(a2, pn, p)
             r = torch.where(a2, rn, r)
             cost = torch.where(acc, costn, cost)
-            if nshape > 0:
+            if ns > 0:
+                s = torch.where(a1, sn, s)
+                x = torch.where(a2, xn, x)
                 pg = torch.where(a1, pgn, pg)
+                pc = torch.where(acc, pcn, pc)
         return R, t, s, r, cost, info
+
+    def _basis_prefix(self, ns: int) -> torch.Tensor:
+        """Contiguous (3, N*ns) basis restricted to the first ns shape unknowns (cached)."""
+        b = self._basis_cache.get(ns)
+        if b is None:
+            b = self.basis_3np[:, :, :ns].contiguous().view(3, -1)
+            self._basis_cache[ns] = b
+        return b
 
     def _init_pose(self, x, obs, w, f, c):
         """Closed-form weak-perspective pose of model points x (B, N, 3) -> R (B,3,3), t (B,3)."""
@@ -410,6 +455,8 @@ class FaceFitter:
         f = Kb[:, None, [0, 1], [0, 1]]  # (B, 1, 2)
         c = Kb[:, None, [0, 1], [2, 2]]
         sw = w.sqrt().unsqueeze(-1)  # (B, N, 1)
+        f_t, c_t = f.transpose(1, 2), c.transpose(1, 2)  # (B, 2, 1)
+        obs_t, sw_t = obs.transpose(1, 2).contiguous(), sw.transpose(1, 2)  # solver layout
         E, Kid = self.num_expression, self.num_identity
 
         # identity prior
@@ -456,14 +503,23 @@ class FaceFitter:
             x0 = self.model_points(s[:, E:], s[:, :E])
             R, t = self._init_pose(x0, obs, w, f, c)
             if cfg.pose_iterations > 0:
-                R, t, s, _, _, _ = self._lm(R, t, s, obs, sw, f, c, cfg.pose_iterations, 6, None, mu, w_id, w_is_full)
+                R, t, s, _, _, _ = self._lm(
+                    R, t, s, obs_t, sw_t, f_t, c_t, [6] * cfg.pose_iterations, None, mu, w_id, w_is_full)
             n_iter = cfg.iterations_cold if iterations is None else iterations
         else:
             n_iter = cfg.iterations_warm if iterations is None else iterations
 
-        pcount = 6 + E + (Kid if any_id else 0)
+        small, full = 6 + E, 6 + E + Kid
+        if not any_id:
+            schedule = [small] * n_iter
+        elif init is None or n_iter < 2:
+            schedule = [full] * n_iter
+        else:  # warm: identity in `warm_identity_iterations` of them, after one pose+expression step
+            k = min(max(cfg.warm_identity_iterations, 0), n_iter - 1)
+            schedule = [small] + [full] * k + [small] * (n_iter - 1 - k)
         free_fixed = None if (all_id or not any_id) else fid
-        R, t, s, r, cost, info = self._lm(R, t, s, obs, sw, f, c, n_iter, pcount, free_fixed, mu, w_id, w_is_full)
+        R, t, s, r, cost, info = self._lm(
+            R, t, s, obs_t, sw_t, f_t, c_t, schedule, free_fixed, mu, w_id, w_is_full, want_info=any_id)
         rms = ((r * r).sum((1, 2)) / w.sum(1).clamp_min(1e-12)).sqrt()
         return FitState(
             rotation=R,
@@ -482,8 +538,11 @@ class IdentityAccumulatorConfig:
     """Settings of ``IdentityAccumulator``.
 
     information_scale: each frame's identity information is multiplied by this before it is
-        added (< 1 because consecutive frames' errors are correlated: the same detector bias,
-        similar pose; 1.0 would treat every frame as independent evidence);
+        added. 1.0 treats frames as independent evidence (exact recursive least squares: the
+        running estimate then equals a joint fit of all frames' identity); consecutive video
+        frames have correlated errors (same detector bias, similar pose), which
+        ``max_information`` and ``freeze_after`` bound; < 1 discounts each frame instead (slower
+        convergence, more shrinkage towards the population mean);
     max_information: cap on the mean eigen-information (trace / K) of the accumulated estimate,
         px^2 units; when reached, older information is scaled down (a forgetting factor), so
         the estimate keeps adapting slowly instead of locking in;
@@ -494,7 +553,7 @@ class IdentityAccumulatorConfig:
         above max are skipped (bad fits, tracking failures).
     """
 
-    information_scale: float = 0.3
+    information_scale: float = 1.0
     max_information: float = 1e4
     freeze_after: int = 60
     max_reprojection_px: float = 6.0

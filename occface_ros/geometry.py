@@ -36,16 +36,20 @@ def skew(v: torch.Tensor) -> torch.Tensor:
 
 
 def so3_exp(omega: torch.Tensor) -> torch.Tensor:
-    """Rodrigues: axis-angle (..., 3) -> rotation (..., 3, 3); exact and smooth near 0."""
-    theta2 = (omega * omega).sum(-1, keepdim=True).unsqueeze(-1)  # (..., 1, 1)
-    theta = theta2.sqrt()
+    """Rodrigues: axis-angle (..., 3) -> rotation (..., 3, 3); exact and smooth near 0.
+
+    R = (1 - b theta^2) I + a [w]_x + b w w^T with a = sin(theta)/theta, b = (1-cos(theta))/theta^2
+    (written with few tensor ops: it runs inside the fitter's iterations)."""
+    theta2 = (omega * omega).sum(-1, keepdim=True)  # (..., 1)
     small = theta2 < 1e-8
-    safe = torch.where(small, torch.ones_like(theta), theta)
-    a = torch.where(small, 1.0 - theta2 / 6.0, torch.sin(safe) / safe)
-    b = torch.where(small, 0.5 - theta2 / 24.0, (1.0 - torch.cos(safe)) / (safe * safe))
-    k = skew(omega)
-    eye = torch.eye(3, dtype=omega.dtype, device=omega.device).expand_as(k)
-    return eye + a * k + b * (k @ k)
+    theta = torch.where(small, torch.ones_like(theta2), theta2).sqrt()
+    a = torch.where(small, 1.0 - theta2 / 6.0, torch.sin(theta) / theta)
+    b = torch.where(small, 0.5 - theta2 / 24.0, (1.0 - torch.cos(theta)) / (theta * theta))
+    aw = a * omega
+    x, y, z = aw.unbind(-1)
+    c = 1.0 - b[..., 0] * theta2[..., 0]
+    k = torch.stack((c, -z, y, z, c, -x, -y, x, c), -1).unflatten(-1, (3, 3))
+    return torch.addcmul(k, (b * omega).unsqueeze(-1), omega.unsqueeze(-2))
 
 
 def so3_log(rotation: torch.Tensor) -> torch.Tensor:

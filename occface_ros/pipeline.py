@@ -9,7 +9,7 @@ import torch
 from . import nets
 from .camera import intrinsics_from_fov, intrinsics_from_values, yaw_pitch_roll_deg
 from .config import load_config
-from .correspondence import load_correspondences
+from .correspondence import landmarks68_from_mp468, load_correspondences
 from .detection import FaceDetector
 from .fitting import FaceFitter, FitConfig, IdentityAccumulator
 from .landmarks import FaceLandmarker
@@ -91,7 +91,7 @@ class FacePipeline:
             timer=self.timer,
         )
         self.model = load_morphable_model(cfg["model"]["name"], cfg["model"]["path"]).to(self.device)
-        self.correspondences = load_correspondences(device=self.device)
+        self.correspondences = load_correspondences().to(self.device)
         corr = self.correspondences
         fit_cfg = cfg["fitting"]
         valid = corr.mp_to_ict_valid
@@ -163,7 +163,7 @@ class FacePipeline:
     def _fit(self, tracked, K: torch.Tensor, timestamp_s: float) -> list[FaceResult]:
         b = len(tracked.track_ids)
         lm468 = tracked.landmarks468
-        lm68 = self.correspondences.landmarks68_from_mp468(lm468[..., :2])
+        lm68 = landmarks68_from_mp468(lm468[..., :2], self.correspondences)
         points = torch.cat([lm68, lm468[:, self.dense_index, :2]], 1)
         weights = self.base_weights.expand(b, -1)
         states = [self.tracks.get(t) for t in tracked.track_ids]

@@ -1,0 +1,162 @@
+"""Execution backends for the converted networks: one callable interface for all.
+
+compile_stage(module, example_input, backend) -> callable(x) -> same outputs as module(x)
+
+- "eager":    the module itself, prepared for CPU/GPU inference: eval, parameters without
+              grad, weights in channels_last (on CPU this routes every conv through oneDNN,
+              ~2x faster than NCHW for these depthwise-heavy nets), plus a hidden frozen
+              TorchScript copy of the converted graph for the example's static shape (no
+              per-op Python dispatch). Still a plain nn.Module: torch.export / torch.jit /
+              torch.compile see (and run) the ordinary graph.
+- "jit":      torch.jit.trace + torch.jit.freeze (ScriptModule; folds constants).
+- "compile":  torch.compile(inductor, static shapes; CPU: freezing = oneDNN weight
+              prepacking + conv/activation fusion). Compiled on the example input here,
+              so the first real call is not slow. Needs a C++ compiler on CPU.
+- "tensorrt": torch_tensorrt (dynamo IR, fp32) when it is importable and CUDA is
+              available; otherwise raises BackendUnavailable with the reason.
+- "none":     the module untouched.
+"""
+from __future__ import annotations
+
+import importlib.util
+import warnings
+
+import torch
+from torch import nn
+
+BACKENDS = ("eager", "jit", "compile", "tensorrt", "none")
+
+
+class BackendUnavailable(RuntimeError):
+    """The requested backend cannot run here (missing package or device)."""
+
+
+def prepare_eager(module: nn.Module, device=None, example_input: torch.Tensor | None = None,
+                  fast_path: bool = True) -> nn.Module:
+    """eval + no-grad parameters + channels_last weights (+ frozen fast path, see below).
+
+    With `example_input`, every sub-network that supports it (`set_fast_path`) gets a
+    `torch.jit.trace` + `torch.jit.freeze` copy of its converted graph for that static
+    shape: it removes the per-op Python dispatch of the fx graph (~15% on CPU). The module
+    itself is unchanged (same parameters, state_dict, torch.export/compile behaviour);
+    calls with another shape/device, under autograd, or while exporting/compiling use the
+    plain graph. Call `clear_fast_path()` (or re-run this) after editing weights.
+    """
+    module.eval()
+    module.requires_grad_(False)
+    if device is not None:
+        module.to(device)
+    # channels_last weights make conv outputs channels_last as well (oneDNN path on CPU)
+    module.to(memory_format=torch.channels_last)
+    for sub in module.modules():
+        if hasattr(sub, "channels_last"):
+            sub.channels_last = True  # feed the converted graph channels_last input too
+    if fast_path and example_input is not None:
+        for sub in module.modules():
+            if hasattr(sub, "set_fast_path") and hasattr(sub, "core"):
+                _install_fast_path(sub, example_input)
+    return module
+
+
+def _install_fast_path(net: nn.Module, example_input: torch.Tensor) -> None:
+    net.clear_fast_path()
+    with torch.no_grad():
+        x = example_input
+        if getattr(net, "scale", 1.0) != 1.0 or getattr(net, "offset", 0.0) != 0.0:
+            x = x * net.scale + net.offset
+        if getattr(net, "channels_last", False):
+            x = x.contiguous(memory_format=torch.channels_last)
+        try:
+            with warnings.catch_warnings():  # jit.trace/freeze deprecation notices
+                warnings.simplefilter("ignore")
+                traced = torch.jit.trace(net.core, (x,), check_trace=False)
+                frozen = torch.jit.freeze(traced.eval())
+            ref = net.core(x)
+            for _ in range(3):  # the profiling executor specializes during the first calls
+                got = frozen(x)
+            ok = all(torch.allclose(a, b, rtol=1e-4, atol=1e-4 * (1 + float(a.abs().max()))) for a, b in zip(ref, got))
+        except Exception:  # noqa: BLE001 - the plain graph always works
+            return
+        if ok:
+            net.set_fast_path(frozen, x)
+
+
+def _example_device(example: torch.Tensor) -> torch.device:
+    return example.device if isinstance(example, torch.Tensor) else torch.device("cpu")
+
+
+def compile_stage(module: nn.Module, example_input: torch.Tensor, backend: str = "eager"):
+    """Prepare `module` for inference with `backend` (see module docstring).
+
+    `example_input` fixes the static shape and device. The returned object is callable
+    with one tensor and returns what `module` returns. Attributes such as `input_size`
+    stay reachable on the result for "eager", "none" and "compile".
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; choose from {BACKENDS}")
+    device = _example_device(example_input)
+    if backend == "none":
+        return module.eval()
+    if backend == "tensorrt":
+        return _tensorrt(module, example_input)
+    module = prepare_eager(module, device, example_input, fast_path=backend == "eager")
+    if backend == "eager":
+        return module
+    if backend == "jit":
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            traced = torch.jit.trace(module, (example_input,), check_trace=False)
+            frozen = torch.jit.freeze(traced.eval())
+            for _ in range(2):  # profiling executor specializes on the first calls
+                frozen(example_input)
+        for attr in ("input_size", "name"):
+            if hasattr(module, attr):
+                try:
+                    setattr(frozen, attr, getattr(module, attr))
+                except Exception:
+                    pass
+        return frozen
+    # "compile"
+    options = {"freezing": True} if device.type == "cpu" else {}
+    compiled = torch.compile(module, backend="inductor", dynamic=False, options=options)
+    with torch.no_grad():
+        compiled(example_input)
+    return _NoGrad(compiled)
+
+
+class _NoGrad:
+    """Calls the wrapped callable under torch.no_grad (inductor freezing applies only there)."""
+
+    def __init__(self, fn):
+        self.fn = fn
+
+    def __call__(self, x):
+        with torch.no_grad():
+            return self.fn(x)
+
+    def __getattr__(self, name):
+        return getattr(self.fn, name)
+
+
+def _tensorrt(module: nn.Module, example_input: torch.Tensor):
+    if importlib.util.find_spec("torch_tensorrt") is None:
+        raise BackendUnavailable(
+            "backend 'tensorrt' needs the torch_tensorrt package (pip install torch-tensorrt "
+            "matching your torch/CUDA); use backend='eager' or 'compile' instead"
+        )
+    if not torch.cuda.is_available():
+        raise BackendUnavailable("backend 'tensorrt' needs a CUDA GPU; torch.cuda.is_available() is False")
+    import torch_tensorrt  # noqa: PLC0415
+
+    module = module.eval().requires_grad_(False).cuda()
+    example = example_input.cuda().contiguous()
+    trt = torch_tensorrt.compile(module, ir="dynamo", inputs=[example], enabled_precisions={torch.float32})
+
+    class _TRT:
+        input_size = getattr(module, "input_size", None)
+
+        def __call__(self, x):
+            with torch.no_grad():
+                return trt(x.cuda())
+
+    return _TRT()

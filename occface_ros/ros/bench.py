@@ -1,0 +1,229 @@
+"""`occface bench-ros`: the node under load, measured from outside (the ros2_benchmark method).
+
+1. Starts occface-node as its own process (loopback-only DDS, random domain), waits until it
+   answers, warms it up.
+2. Fixed rate: publishes 640x480 frames of the demo clip (one face) at `rate_hz` (30) for
+   `duration_s`, stamped with the wall clock at publication. For every output topic it records
+   receipt wall time - header stamp (stamp-to-receipt latency) and reports p50/p99; a frame whose
+   stamp never arrives on ~/faces counts as dropped.
+3. Peak rate: the highest input rate with < 5% dropped frames, found by doubling from `rate_hz`
+   and then bisecting (each trial `step_s` long).
+
+Subscriptions are raw (serialized CDR): the stamps are read from the bytes, so the measuring side
+does not deserialize images and 10k-point marker arrays and perturbs the node as little as possible.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import struct
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+
+from .testing import loopback_env
+
+NODE_SCRIPT = """
+import sys
+import occface_ros.ros.node as node
+if {fake!r}:
+    from occface_ros.ros.testing import FakePipeline
+    node.PIPELINE_FACTORY = FakePipeline
+sys.exit(node.main())
+"""
+
+# output topic -> byte offset of header.stamp after the 4-byte CDR encapsulation
+STAMP_OFFSETS = {"faces": 0, "head_poses": 0, "occlusion_mask": 0, "parsing": 0, "mesh_markers": 4, "tf": 4}
+
+
+def _stamp_from_cdr(raw: bytes, offset: int):
+    if len(raw) < 4 + offset + 8:
+        return None
+    endian = "<" if raw[1] & 1 else ">"
+    if offset:  # a sequence first: empty -> no stamp
+        (n,) = struct.unpack_from(endian + "I", raw, 4)
+        if n == 0:
+            return None
+    sec, nsec = struct.unpack_from(endian + "iI", raw, 4 + offset)
+    return sec, nsec
+
+
+class _Probe:
+    def __init__(self, node, ns: str):
+        from rclpy.qos import QoSProfile, QoSReliabilityPolicy
+
+        from geometry_msgs.msg import PoseArray
+        from sensor_msgs.msg import Image
+        from tf2_msgs.msg import TFMessage
+        from visualization_msgs.msg import MarkerArray
+
+        from occface_msgs.msg import FaceArray
+
+        types = {"faces": FaceArray, "head_poses": PoseArray, "occlusion_mask": Image, "parsing": Image,
+                 "mesh_markers": MarkerArray, "tf": TFMessage}
+        qos = QoSProfile(depth=50, reliability=QoSReliabilityPolicy.RELIABLE)
+        self.lock = threading.Lock()
+        self.arrivals: dict[str, dict[tuple[int, int], float]] = {k: {} for k in types}
+        self.subs = []
+        for key, typ in types.items():
+            topic = "/tf" if key == "tf" else f"{ns}/{key}"
+            self.subs.append(node.create_subscription(typ, topic, self._cb(key), qos, raw=True))
+
+    def _cb(self, key):
+        off = STAMP_OFFSETS[key]
+
+        def cb(raw):
+            now = time.time()
+            st = _stamp_from_cdr(bytes(raw), off)
+            if st is not None:
+                with self.lock:
+                    self.arrivals[key].setdefault(st, now)
+        return cb
+
+    def reset(self):
+        with self.lock:
+            for v in self.arrivals.values():
+                v.clear()
+
+    def snapshot(self):
+        with self.lock:
+            return {k: dict(v) for k, v in self.arrivals.items()}
+
+
+def _pct(values, q):
+    return round(float(np.percentile(values, q)), 2) if len(values) else None
+
+
+def run_bench_ros(duration_s: float = 20.0, rate_hz: float = 30.0, step_s: float = 6.0, max_rate_hz: float = 240.0,
+                  drop_limit: float = 0.05, fake: bool = False, config: str | None = None,
+                  node_args: list[str] | None = None, frames: int = 60, verbose: bool = True,
+                  find_peak: bool = True) -> dict:
+    """Run the benchmark; returns the figures (also printed when verbose)."""
+    env = loopback_env()
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.qos import qos_profile_sensor_data
+    from sensor_msgs.msg import Image
+    from std_msgs.msg import Header
+
+    from ..clip import clip_frames
+    from .image_conversion import fill_image_msg
+
+    def log(*a):
+        if verbose:
+            print(*a, file=sys.stderr, flush=True)
+
+    ns = "/occface_bench/occface"
+    args = ["--ros-args", "-r", "__ns:=/occface_bench", "-r", "__node:=occface", "-r", "image:=/occface_bench/image",
+            "-p", "use_camera_info:=false"]
+    if config:
+        args += ["-p", f"config_file:={config}"]
+    args += node_args or []
+    proc = subprocess.Popen([sys.executable, "-c", NODE_SCRIPT.format(fake=fake), *args],
+                            env=dict(os.environ, **env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    node_log: list[str] = []
+    threading.Thread(target=lambda: [node_log.append(ln) for ln in proc.stdout], daemon=True).start()
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx)
+    node = rclpy.create_node("occface_bench_probe", context=ctx)
+    probe = _Probe(node, ns)
+    pub = node.create_publisher(Image, "/occface_bench/image", qos_profile_sensor_data)
+    executor = SingleThreadedExecutor(context=ctx)
+    executor.add_node(node)
+    spin = threading.Thread(target=executor.spin, daemon=True)
+    spin.start()
+    msgs = [fill_image_msg(Image(), f, "bgr8", Header(frame_id="bench_camera")) for f in clip_frames(frames)]
+    result: dict = {"device": "cpu" if not fake else "fake pipeline (ROS overhead only)",
+                    "image": f"{msgs[0].width}x{msgs[0].height} bgr8", "rate_hz": rate_hz}
+    counter = [0]
+
+    def publish_at(rate, seconds):
+        period, sent = 1.0 / rate, []
+        t_next = time.perf_counter()
+        end = t_next + seconds
+        while t_next < end:
+            msg = msgs[counter[0] % len(msgs)]
+            counter[0] += 1
+            now = time.time()
+            msg.header.stamp.sec, msg.header.stamp.nanosec = int(now), int((now % 1) * 1e9)
+            sent.append(((msg.header.stamp.sec, msg.header.stamp.nanosec), now))
+            pub.publish(msg)
+            t_next += period
+            delay = t_next - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+        return sent
+
+    def trial(rate, seconds):
+        probe.reset()
+        sent = publish_at(rate, seconds)
+        time.sleep(1.0)  # let the last frames through
+        got = probe.snapshot()
+        faces = got["faces"]
+        dropped = sum(1 for st, _ in sent if st not in faces)
+        lat = {}
+        for key, arr in got.items():
+            ms = [(arr[st] - t) * 1e3 for st, t in sent if st in arr]
+            lat[key] = {"p50_ms": _pct(ms, 50), "p99_ms": _pct(ms, 99), "received": len(ms)}
+        return {"published": len(sent), "dropped": dropped, "drop_ratio": round(dropped / max(1, len(sent)), 4),
+                "latency": lat}
+
+    try:
+        deadline = time.monotonic() + 120
+        while pub.get_subscription_count() == 0:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("occface-node did not start:\n" + "".join(node_log[-30:]))
+            time.sleep(0.1)
+        log("bench-ros: node up; warming up")
+        warm_deadline = time.monotonic() + 60
+        while not probe.snapshot()["faces"] and time.monotonic() < warm_deadline:
+            publish_at(10, 1.0)
+        publish_at(rate_hz, 2.0)
+        log(f"bench-ros: {rate_hz:g} Hz for {duration_s:g} s")
+        fixed = trial(rate_hz, duration_s)
+        result["fixed_rate"] = fixed
+        log(f"  dropped {fixed['dropped']}/{fixed['published']}; " + ", ".join(
+            f"{k} p50 {v['p50_ms']} / p99 {v['p99_ms']} ms" for k, v in fixed["latency"].items()))
+        if find_peak:
+            trials = {}
+
+            def ok(rate):
+                r = trial(rate, step_s)
+                trials[rate] = r["drop_ratio"]
+                log(f"  peak search: {rate:.1f} Hz -> {100 * r['drop_ratio']:.1f}% dropped")
+                return r["drop_ratio"] < drop_limit
+
+            lo, hi = 0.0, None
+            rate = rate_hz
+            while rate <= max_rate_hz:
+                if ok(rate):
+                    lo, rate = rate, rate * 2
+                else:
+                    hi = rate
+                    break
+            if hi is None:
+                hi = max_rate_hz
+            for _ in range(3):
+                mid = (lo + hi) / 2 if lo > 0 else hi / 2
+                if ok(mid):
+                    lo = mid
+                else:
+                    hi = mid
+            result["peak_rate_hz"] = round(lo, 1)
+            result["peak_trials"] = {f"{k:.1f}": v for k, v in sorted(trials.items())}
+            log(f"bench-ros: peak input rate with < {100 * drop_limit:g}% drops: {lo:.1f} Hz")
+    finally:
+        executor.shutdown()
+        node.destroy_node()
+        rclpy.try_shutdown(context=ctx)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        result["node_exit_code"] = proc.returncode
+    return result

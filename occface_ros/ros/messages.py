@@ -1,0 +1,138 @@
+"""Message builders: FrameResult/FaceResult (numpy) -> ROS messages (rclpy classes).
+
+Pure functions of their inputs (no node), built from numpy in bulk; every output message takes the
+input image's header unchanged.
+"""
+from __future__ import annotations
+
+import numpy as np
+from geometry_msgs.msg import Point, Point32, Pose, PoseArray, Quaternion, Transform, TransformStamped, Vector3
+from sensor_msgs.msg import Image
+from std_msgs.msg import ColorRGBA
+from visualization_msgs.msg import Marker, MarkerArray
+
+from occface_msgs.msg import Face, FaceArray
+
+from .image_conversion import fill_image_msg
+from .parsing import region_occlusion
+
+MESH_NS = "occface_mesh"
+
+
+def rotation_to_quaternion(rotation: np.ndarray) -> np.ndarray:
+    """(3, 3) rotation matrix -> unit quaternion (x, y, z, w), w >= 0 (Shepperd's method)."""
+    m = np.asarray(rotation, np.float64)
+    tr = m[0, 0] + m[1, 1] + m[2, 2]
+    if tr > 0:
+        s = 2.0 * np.sqrt(tr + 1.0)
+        q = [(m[2, 1] - m[1, 2]) / s, (m[0, 2] - m[2, 0]) / s, (m[1, 0] - m[0, 1]) / s, 0.25 * s]
+    elif m[0, 0] > m[1, 1] and m[0, 0] > m[2, 2]:
+        s = 2.0 * np.sqrt(1.0 + m[0, 0] - m[1, 1] - m[2, 2])
+        q = [0.25 * s, (m[0, 1] + m[1, 0]) / s, (m[0, 2] + m[2, 0]) / s, (m[2, 1] - m[1, 2]) / s]
+    elif m[1, 1] > m[2, 2]:
+        s = 2.0 * np.sqrt(1.0 + m[1, 1] - m[0, 0] - m[2, 2])
+        q = [(m[0, 1] + m[1, 0]) / s, 0.25 * s, (m[1, 2] + m[2, 1]) / s, (m[0, 2] - m[2, 0]) / s]
+    else:
+        s = 2.0 * np.sqrt(1.0 + m[2, 2] - m[0, 0] - m[1, 1])
+        q = [(m[0, 2] + m[2, 0]) / s, (m[1, 2] + m[2, 1]) / s, 0.25 * s, (m[1, 0] - m[0, 1]) / s]
+    q = np.asarray(q)
+    q /= np.linalg.norm(q) or 1.0
+    return -q if q[3] < 0 else q
+
+
+def pose_msg(rotation: np.ndarray, translation: np.ndarray) -> Pose:
+    x, y, z, w = (float(v) for v in rotation_to_quaternion(rotation))
+    tx, ty, tz = (float(v) for v in np.asarray(translation, np.float64))
+    return Pose(position=Point(x=tx, y=ty, z=tz), orientation=Quaternion(x=x, y=y, z=z, w=w))
+
+
+def tf_frame_name(track_id: int, prefix: str = "face_") -> str:
+    return f"{prefix}{int(track_id)}"
+
+
+def face_msg(face, expression_names: list[str], tf_prefix: str = "face_") -> Face:
+    msg = Face()
+    msg.track_id = int(face.track_id)
+    msg.score = float(face.score)
+    msg.bbox = np.asarray(face.bbox, np.float32).reshape(4)
+    lm = np.asarray(face.landmarks68, np.float64).reshape(68, 2).tolist()
+    msg.landmarks68 = [Point32(x=x, y=y, z=0.0) for x, y in lm]
+    msg.landmarks68_visible = [bool(v) for v in np.asarray(face.landmarks68_visible).reshape(68)]
+    msg.pose = pose_msg(face.rotation, face.translation_m)
+    msg.yaw_deg, msg.pitch_deg, msg.roll_deg = float(face.yaw_deg), float(face.pitch_deg), float(face.roll_deg)
+    msg.identity = np.asarray(face.identity, np.float32).reshape(-1)
+    msg.expression = np.asarray(face.expression, np.float32).reshape(-1)
+    msg.expression_names = [str(n) for n in expression_names]
+    msg.occlusion_ratio = float(face.occlusion_ratio)
+    regions = region_occlusion(face)
+    msg.occlusion_eyes, msg.occlusion_brows = regions["eyes"], regions["brows"]
+    msg.occlusion_nose, msg.occlusion_mouth, msg.occlusion_skin = regions["nose"], regions["mouth"], regions["skin"]
+    msg.reprojection_error_px = float(face.reprojection_error_px)
+    msg.tf_frame = tf_frame_name(face.track_id, tf_prefix)
+    return msg
+
+
+def face_array_msg(header, result, expression_names: list[str], tf_prefix: str = "face_") -> FaceArray:
+    msg = FaceArray()
+    msg.header = header
+    msg.image_width, msg.image_height = int(result.width), int(result.height)
+    msg.faces = [face_msg(f, expression_names, tf_prefix) for f in result.faces]
+    msg.lost_track_ids = [int(t) for t in result.lost_track_ids]
+    return msg
+
+
+def pose_array_msg(header, faces) -> PoseArray:
+    return PoseArray(header=header, poses=[pose_msg(f.rotation, f.translation_m) for f in faces])
+
+
+def transforms(header, faces, tf_prefix: str = "face_") -> list[TransformStamped]:
+    """face_<track_id> under header.frame_id (the camera frame), stamped with the image stamp."""
+    out = []
+    for f in faces:
+        p = pose_msg(f.rotation, f.translation_m)
+        out.append(TransformStamped(
+            header=header, child_frame_id=tf_frame_name(f.track_id, tf_prefix),
+            transform=Transform(translation=Vector3(x=p.position.x, y=p.position.y, z=p.position.z),
+                                rotation=p.orientation)))
+    return out
+
+
+def sample_colours(image_bgr: np.ndarray, pixels: np.ndarray) -> np.ndarray:
+    """(N, 2) pixel positions -> (N, 3) RGB in [0, 1] (nearest pixel, clamped to the image)."""
+    h, w = image_bgr.shape[:2]
+    px = np.nan_to_num(np.asarray(pixels, np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+    x = np.clip(np.rint(px[:, 0]), 0, w - 1).astype(np.intp)
+    y = np.clip(np.rint(px[:, 1]), 0, h - 1).astype(np.intp)
+    return image_bgr[y, x, ::-1].astype(np.float32) / 255.0
+
+
+def mesh_marker(header, track_id: int, vertices: np.ndarray, triangles: np.ndarray,
+                vertex_colours: np.ndarray | None, ns: str = MESH_NS, lifetime_s: float = 0.0) -> Marker:
+    """One TRIANGLE_LIST marker: 3 points (and 3 colours when given) per triangle, in header.frame_id."""
+    m = Marker(header=header, ns=ns, id=int(track_id), type=Marker.TRIANGLE_LIST, action=Marker.ADD)
+    m.pose.orientation.w = 1.0
+    m.scale.x = m.scale.y = m.scale.z = 1.0
+    m.color = ColorRGBA(r=0.8, g=0.7, b=0.6, a=1.0)
+    m.lifetime.sec = int(lifetime_s)
+    m.lifetime.nanosec = int(round((lifetime_s - int(lifetime_s)) * 1e9))
+    idx = np.asarray(triangles, np.intp).reshape(-1)
+    m.points = [Point(x=x, y=y, z=z) for x, y, z in np.asarray(vertices, np.float64)[idx].tolist()]
+    if vertex_colours is not None:
+        m.colors = [ColorRGBA(r=r, g=g, b=b, a=1.0) for r, g, b in np.asarray(vertex_colours, np.float64)[idx].tolist()]
+    return m
+
+
+def delete_marker(header, track_id: int, ns: str = MESH_NS) -> Marker:
+    return Marker(header=header, ns=ns, id=int(track_id), action=Marker.DELETE)
+
+
+def delete_all_marker(header, ns: str = MESH_NS) -> Marker:
+    return Marker(header=header, ns=ns, action=Marker.DELETEALL)
+
+
+def image_msg(header, array: np.ndarray, encoding: str) -> Image:
+    return fill_image_msg(Image(), array, encoding, header)
+
+
+def marker_array(markers) -> MarkerArray:
+    return MarkerArray(markers=list(markers))

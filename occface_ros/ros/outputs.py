@@ -1,0 +1,92 @@
+"""Every output message of one processed frame, shared by the node (publishes) and `occface bag` (writes)."""
+from __future__ import annotations
+
+import numpy as np
+
+from . import messages as M
+from .mesh_lod import simplify
+from .parsing import occlusion_mask_image, parsing_image
+
+try:  # system ROS, or the vendored build of tools/build_interfaces.sh (tf2_msgs is not on PyPI)
+    from tf2_msgs.msg import TFMessage
+except ImportError:  # pragma: no cover
+    TFMessage = None
+
+# output key -> (topic relative to the node namespace, or absolute; ROS type name)
+OUTPUTS = {
+    "faces": ("~/faces", "occface_msgs/msg/FaceArray"),
+    "head_poses": ("~/head_poses", "geometry_msgs/msg/PoseArray"),
+    "tf": ("/tf", "tf2_msgs/msg/TFMessage"),
+    "occlusion_mask": ("~/occlusion_mask", "sensor_msgs/msg/Image"),
+    "parsing": ("~/parsing", "sensor_msgs/msg/Image"),
+    "mesh_markers": ("~/mesh_markers", "visualization_msgs/msg/MarkerArray"),
+    "debug_image": ("~/debug_image", "sensor_msgs/msg/Image"),
+}
+
+
+def _to_numpy(t) -> np.ndarray:
+    if hasattr(t, "detach"):
+        t = t.detach().cpu().numpy()
+    return np.asarray(t)
+
+
+class OutputBuilder:
+    """Builds the messages of a frame from a FrameResult. `options` is read at every frame (a dict or
+    any mapping-like with the node parameter names: tf_prefix, publish_tf, publish_mesh_markers,
+    mesh_max_triangles, mesh_colours_from_image, mesh_marker_lifetime_s, publish_debug_image)."""
+
+    def __init__(self, pipeline):
+        self.pipeline = pipeline
+        model = getattr(pipeline, "model", None)
+        self.expression_names = [str(n) for n in getattr(model, "expression_names", [])]
+        tri = getattr(model, "triangles", None)
+        self.triangles = None if tri is None else _to_numpy(tri).astype(np.int64)
+        self._lods: dict[tuple[int, int], object] = {}
+
+    def build(self, header, result, bgr: np.ndarray, options):
+        """Yield (key, message) in publishing order (cheapest and most wanted first)."""
+        prefix = options["tf_prefix"]
+        yield "faces", M.face_array_msg(header, result, self.expression_names, prefix)
+        yield "head_poses", M.pose_array_msg(header, result.faces)
+        if TFMessage is not None and options["publish_tf"] and result.faces:
+            yield "tf", TFMessage(transforms=M.transforms(header, result.faces, prefix))
+        h, w = bgr.shape[:2]
+        mask, _ = occlusion_mask_image(result, h, w)
+        yield "occlusion_mask", M.image_msg(header, mask, "mono8")
+        labels, _ = parsing_image(result, h, w)
+        yield "parsing", M.image_msg(header, labels, "mono8")
+        meshes = None
+        if options["publish_mesh_markers"]:
+            meshes = self.meshes(result.faces, w, h, int(options["mesh_max_triangles"]))
+            markers = [M.delete_marker(header, tid) for tid in result.lost_track_ids]
+            colour = options["mesh_colours_from_image"]
+            lifetime = float(options["mesh_marker_lifetime_s"])
+            for face, (verts, tris, px) in zip(result.faces, meshes):
+                cols = M.sample_colours(bgr, px) if colour and px is not None else None
+                markers.append(M.mesh_marker(header, face.track_id, verts, tris, cols, lifetime_s=lifetime))
+            yield "mesh_markers", M.marker_array(markers)
+        if options["publish_debug_image"]:
+            from ..output import draw_overlay
+
+            if meshes is None:
+                meshes = self.meshes(result.faces, w, h, int(options["mesh_max_triangles"]))
+            projected = [px for _, _, px in meshes if px is not None]
+            tris = meshes[0][1] if meshes else None
+            overlay = draw_overlay(bgr, result.faces, projected if projected else None, tris)
+            yield "debug_image", M.image_msg(header, overlay, "bgr8")
+
+    def meshes(self, faces, width: int, height: int, budget: int):
+        """[(vertices (N, 3) camera frame m, triangles (T, 3), projected (N, 2) px | None)] per face."""
+        if self.triangles is None or not hasattr(self.pipeline, "mesh_vertices"):
+            return [(np.zeros((0, 3)), np.zeros((0, 3), np.int64), None) for _ in faces]
+        out = []
+        for face in faces:
+            v = np.asarray(self.pipeline.mesh_vertices(face), np.float64)
+            key = (budget, len(v))
+            lod = self._lods.get(key)
+            if lod is None:
+                lod = self._lods[key] = simplify(v, self.triangles, budget)
+            vl = lod.vertices(v)
+            px = np.asarray(self.pipeline.project(vl, width, height)) if hasattr(self.pipeline, "project") else None
+            out.append((vl, lod.triangles, px))
+        return out

@@ -1,0 +1,141 @@
+"""Node parameters: declared once, defaults from config/occface.yaml (+ an optional config file).
+
+* Core parameters mirror the config file as `<section>.<key>` (e.g. `detection.max_faces`,
+  `camera.hfov_deg`); the `output` section (files of `occface run`) is not used by the node.
+  Config entries that default to null are declared with a typed "unset" value: camera.fx/fy/cx/cy
+  as 0.0 (0 = unset: use camera_info or camera.hfov_deg), model.path as "" (default search).
+  All core parameters are read-only after start-up, except `smoothing.*` which change at run time.
+* Node parameters (below, `NODE_DEFAULTS`), changeable at run time unless listed in READ_ONLY.
+* `config_file`: a YAML file in the shape of config/occface.yaml, or a ROS parameter file
+  ({node: {ros__parameters: {...}}}) holding config sections and/or node parameters (nested
+  or dotted). Its values become the defaults that --params-file / -p overrides then replace.
+Invalid values are rejected with a reason (start-up: the node exits with it; run time: the
+set_parameters result carries it).
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import yaml
+
+from ..config import ConfigError, load_config
+from .diagnostics import Thresholds
+
+NULL_AS = {"camera.fx": 0.0, "camera.fy": 0.0, "camera.cx": 0.0, "camera.cy": 0.0, "model.path": ""}
+SKIP_SECTIONS = ("output",)
+RUNTIME_CORE = ("smoothing.enabled", "smoothing.min_cutoff", "smoothing.beta", "smoothing.d_cutoff")
+
+NODE_DEFAULTS: dict[str, object] = {
+    "config_file": "",  # see module doc
+    "use_camera_info": True,  # subscribe camera_info; its K (when non-zero and of the image's size) wins
+    "publish_tf": True,  # face_<track_id> frames on /tf
+    "tf_prefix": "face_",  # TF child frame = tf_prefix + track id
+    "publish_mesh_markers": True,
+    "mesh_max_triangles": 3000,  # mesh level of detail: at most this many triangles per face (0 = full mesh)
+    "mesh_colours_from_image": True,  # per-vertex colours sampled from the image (else one flat colour)
+    "mesh_marker_lifetime_s": 0.0,  # 0 = until deleted (lost tracks are DELETEd)
+    "publish_debug_image": False,  # ~/debug_image overlay (costs a copy + drawing per frame)
+    **{f"diagnostics.{k}": float(v) for k, v in vars(Thresholds()).items()},
+}
+READ_ONLY = ("config_file", "use_camera_info")
+
+DESCRIPTIONS = {
+    "config_file": "YAML config (config/occface.yaml shape or a ROS parameter file); read once at start-up",
+    "use_camera_info": "subscribe camera_info and use its intrinsics when valid",
+    "mesh_max_triangles": "mesh level of detail: max triangles per face marker (0 = full mesh)",
+    "smoothing.min_cutoff": "One-Euro min cutoff, Hz (> 0); changeable at run time",
+    "smoothing.beta": "One-Euro speed coefficient (>= 0); changeable at run time",
+    "smoothing.d_cutoff": "One-Euro derivative cutoff, Hz (> 0); changeable at run time",
+}
+
+
+def flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def unflatten(flat: dict) -> dict:
+    out: dict = {}
+    for key, v in flat.items():
+        node = out
+        parts = key.split(".")
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+        node[parts[-1]] = v
+    return out
+
+
+def read_config_file(path: str) -> tuple[dict, dict]:
+    """(core overrides as nested sections, node parameter values flat) from a config file."""
+    p = Path(path)
+    try:
+        data = yaml.safe_load(p.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"cannot read config_file {path}: {exc}") from exc
+    data = data or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config_file {path}: top level must be a mapping")
+    if len(data) == 1:
+        (inner,) = data.values()
+        if isinstance(inner, dict) and "ros__parameters" in inner:
+            data = inner["ros__parameters"] or {}
+    core_sections = set(load_config().keys())
+    flat = flatten(data)
+    core, node = {}, {}
+    for key, v in flat.items():
+        section = key.split(".", 1)[0]
+        if section in core_sections:
+            core[key] = v
+        elif key in NODE_DEFAULTS:
+            node[key] = v
+        else:
+            raise ConfigError(f"config_file {path}: unknown key '{key}'")
+    return unflatten(core), node
+
+
+def core_defaults(cfg: dict) -> dict:
+    """Flat {param: value} for the core config sections, nulls replaced by typed 'unset' values."""
+    out = {}
+    for key, v in flatten({k: v for k, v in cfg.items() if k not in SKIP_SECTIONS}).items():
+        if v is None:
+            v = NULL_AS.get(key, "")
+        elif isinstance(v, int) and not isinstance(v, bool) and key in NULL_AS:
+            v = float(v)
+        out[key] = v
+    return out
+
+
+def core_overrides(values: dict) -> dict:
+    """Flat ROS parameter values -> nested overrides for load_config (typed 'unset' back to null)."""
+    flat = {}
+    for key, v in values.items():
+        if key in NULL_AS and v == NULL_AS[key]:
+            v = None
+        flat[key] = v
+    return unflatten(flat)
+
+
+def validate_value(name: str, value) -> str | None:
+    """None when `value` is acceptable for the run-time-changeable parameter `name`, else the reason."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"{name} must be finite"
+    if name in ("smoothing.min_cutoff", "smoothing.d_cutoff") and not value > 0:
+        return f"{name} must be > 0 (Hz), got {value}"
+    if name == "smoothing.beta" and value < 0:
+        return f"{name} must be >= 0, got {value}"
+    if name == "mesh_max_triangles" and value < 0:
+        return f"{name} must be >= 0 (0 = full mesh), got {value}"
+    if name == "mesh_marker_lifetime_s" and value < 0:
+        return f"{name} must be >= 0, got {value}"
+    if name == "tf_prefix" and (not value or value.startswith("/") or " " in value):
+        return f"{name} must be a non-empty frame name prefix without '/' at the start or spaces, got {value!r}"
+    if name.startswith("diagnostics."):
+        return Thresholds().validate(name.split(".", 1)[1], float(value))
+    return None

@@ -1,0 +1,339 @@
+"""occface_node on real rclpy (loopback DDS, random domain), with a stand-in pipeline (FakePipeline).
+
+Exercises the ROS adapter itself: every topic with the input header, TF, diagnostics, encodings,
+bad images, parameters, newest-frame-wins, lost tracks, camera_info, SIGINT shutdown of the
+console script. test_ros_integration.py runs the same node with the real FacePipeline.
+"""
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+
+pytest.importorskip("rclpy", reason="ROS 2 wheels not installed (make ros)")
+pytest.importorskip("occface_msgs.msg", reason="interfaces not built (tools/build_interfaces.sh)")
+
+from occface_ros.ros.testing import Collector, FakePipeline, loopback_env  # noqa: E402
+
+ENV = loopback_env()  # before any rclpy context exists
+
+import rclpy  # noqa: E402
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus  # noqa: E402
+from geometry_msgs.msg import PoseArray  # noqa: E402
+from rclpy.executors import MultiThreadedExecutor  # noqa: E402
+from rclpy.parameter import Parameter  # noqa: E402
+from rclpy.qos import qos_profile_sensor_data  # noqa: E402
+from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
+from std_msgs.msg import Header  # noqa: E402
+from tf2_msgs.msg import TFMessage  # noqa: E402
+from visualization_msgs.msg import Marker, MarkerArray  # noqa: E402
+
+from occface_msgs.msg import FaceArray  # noqa: E402
+from occface_ros.ros.image_conversion import fill_image_msg  # noqa: E402
+from occface_ros.ros.node import OUTPUT_QOS, TF_QOS, OccfaceNode  # noqa: E402
+
+NS = "/cam0/occface"
+TOPICS = {
+    "faces": (FaceArray, OUTPUT_QOS), "head_poses": (PoseArray, OUTPUT_QOS),
+    "mesh_markers": (MarkerArray, OUTPUT_QOS), "occlusion_mask": (Image, OUTPUT_QOS),
+    "parsing": (Image, OUTPUT_QOS), "debug_image": (Image, OUTPUT_QOS),
+}
+IMAGE_TOPICS = ("faces", "head_poses", "mesh_markers", "occlusion_mask", "parsing")
+
+
+def header_of(msg):
+    """The header of an output message (a MarkerArray's is its markers')."""
+    if isinstance(msg, MarkerArray):
+        return msg.markers[0].header if msg.markers else None
+    return msg.header
+
+
+def stamp_is(msg, stamp):
+    h = header_of(msg)
+    return h is not None and h.stamp == stamp
+
+
+class Rig:
+    def __init__(self):
+        self.ctx = rclpy.Context()
+        rclpy.init(context=self.ctx)
+        overrides = [Parameter("diagnostics.input_rate_warn_hz", value=0.0),
+                     Parameter("diagnostics.latency_warn_ms", value=2000.0),
+                     Parameter("diagnostics.latency_error_ms", value=5000.0),
+                     Parameter("diagnostics.drop_ratio_warn", value=0.0),
+                     Parameter("diagnostics.drop_ratio_error", value=0.0),
+                     Parameter("diagnostics.error_hold_s", value=1.0),
+                     Parameter("diagnostics.period_s", value=0.25),
+                     Parameter("mesh_max_triangles", value=200)]
+        self.node = OccfaceNode("occface", pipeline_factory=FakePipeline, context=self.ctx, namespace="/cam0",
+                                parameter_overrides=overrides)
+        self.pipeline = self.node.pipeline
+        self.tester = rclpy.create_node("occface_tester", context=self.ctx)
+        topics = {f"{NS}/{k}": v for k, v in TOPICS.items()}
+        topics["/tf"] = (TFMessage, TF_QOS)
+        topics["/diagnostics"] = (DiagnosticArray, OUTPUT_QOS)
+        self.col = Collector(self.tester, topics)
+        self.pub = self.tester.create_publisher(Image, "/cam0/image", qos_profile_sensor_data)
+        self.pub_info = self.tester.create_publisher(CameraInfo, "/cam0/camera_info", qos_profile_sensor_data)
+        self.executor = MultiThreadedExecutor(num_threads=2, context=self.ctx)
+        self.executor.add_node(self.node)
+        self.executor.add_node(self.tester)
+        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self.thread.start()
+        self.stamp = 1000
+        deadline = time.monotonic() + 10
+        while self.pub.get_subscription_count() == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    def msgs(self, topic):
+        return [m for m, _ in self.col.messages[topic]]
+
+    def next_header(self, frame_id="cam0_optical"):
+        self.stamp += 1
+        h = Header(frame_id=frame_id)
+        h.stamp.sec, h.stamp.nanosec = self.stamp, 123_000
+        return h
+
+    def publish(self, array, encoding="bgr8", header=None, mutate=None):
+        header = header or self.next_header()
+        msg = fill_image_msg(Image(), array, encoding, header)
+        if mutate:
+            mutate(msg)
+        self.pub.publish(msg)
+        return header
+
+    def send(self, array, encoding="bgr8", topics=("faces",), timeout=5.0, tries=3):
+        """Publish (again with a new stamp if best-effort lost it) until `topics` carry the stamp."""
+        for _ in range(tries):
+            header = self.publish(array, encoding)
+            if self.col.wait_for(lambda m: all(any(stamp_is(x, header.stamp) for x, _ in m[f"{NS}/{t}"])
+                                               for t in topics), timeout):
+                return header
+        raise AssertionError(f"no {topics} for the published image")
+
+    def with_stamp(self, topic, header):
+        return [m for m in self.msgs(f"{NS}/{topic}") if stamp_is(m, header.stamp)]
+
+    def close(self):
+        self.executor.shutdown()
+        self.node.shutdown()
+        self.node.destroy_node()
+        self.tester.destroy_node()
+        rclpy.shutdown(context=self.ctx)
+        self.thread.join(5)
+
+
+@pytest.fixture(scope="module")
+def rig():
+    r = Rig()
+    yield r
+    r.close()
+
+
+@pytest.fixture(scope="module")
+def photo():
+    import cv2
+
+    from occface_ros.samples import sample_path
+
+    return cv2.imread(str(sample_path("skimage", "astronaut.png")))
+
+
+def _level_by_name(diag):
+    return {s.name.split(": ")[-1]: s for s in diag.status}
+
+
+def test_every_output_carries_the_input_header(rig, photo):
+    header = rig.send(photo[..., ::-1], "rgb8", topics=IMAGE_TOPICS)
+    h, w = photo.shape[:2]
+    for topic in IMAGE_TOPICS:
+        (msg,) = rig.with_stamp(topic, header)
+        assert header_of(msg) == header, topic
+    (faces,) = rig.with_stamp("faces", header)
+    assert len(faces.faces) == 1 and (faces.image_width, faces.image_height) == (w, h)
+    face = faces.faces[0]
+    assert face.tf_frame == f"face_{face.track_id}" and len(face.expression) == len(face.expression_names) == 5
+    (poses,) = rig.with_stamp("head_poses", header)
+    assert len(poses.poses) == 1 and poses.poses[0].position.z > 0
+    for topic in ("occlusion_mask", "parsing"):
+        (img,) = rig.with_stamp(topic, header)
+        assert (img.encoding, img.height, img.width, img.step, len(img.data)) == ("mono8", h, w, w, h * w)
+    (mask,) = rig.with_stamp("occlusion_mask", header)
+    assert not np.frombuffer(bytes(mask.data), np.uint8).any()  # documented: zeros until the pipeline has masks
+    (parsing,) = rig.with_stamp("parsing", header)
+    labels = np.frombuffer(bytes(parsing.data), np.uint8)
+    assert set(np.unique(labels).tolist()) == set(range(9))
+    (markers,) = rig.with_stamp("mesh_markers", header)
+    (mk,) = [m for m in markers.markers if m.action == Marker.ADD]
+    assert mk.type == Marker.TRIANGLE_LIST and mk.id == face.track_id and mk.ns == "occface_mesh"
+    assert all(m.header == header for m in markers.markers)
+    assert 0 < len(mk.points) <= 3 * 200 and len(mk.points) % 3 == 0 and len(mk.colors) == len(mk.points)
+    assert not rig.msgs(f"{NS}/debug_image")  # off by default
+    assert rig.col.wait_for(lambda m: any(t.header.stamp == header.stamp for x, _ in m["/tf"] for t in x.transforms),
+                            5)
+    tfs = [t for x in rig.msgs("/tf") for t in x.transforms if t.header.stamp == header.stamp]
+    assert [(t.header.frame_id, t.child_frame_id) for t in tfs] == [("cam0_optical", face.tf_frame)]
+
+
+@pytest.mark.parametrize("encoding", ["bgr8", "bgra8", "rgba8", "mono8", "mono16"])
+def test_encodings_reach_the_pipeline(rig, photo, encoding):
+    import cv2
+
+    src = {"bgr8": photo, "bgra8": cv2.cvtColor(photo, cv2.COLOR_BGR2BGRA),
+           "rgba8": cv2.cvtColor(photo, cv2.COLOR_BGR2RGBA), "mono8": cv2.cvtColor(photo, cv2.COLOR_BGR2GRAY),
+           "mono16": cv2.cvtColor(photo, cv2.COLOR_BGR2GRAY).astype(np.uint16) * 257}[encoding]
+    header = rig.send(src, encoding)
+    (faces,) = rig.with_stamp("faces", header)
+    assert len(faces.faces) == 1
+    shape, t = rig.pipeline.processed[-1]
+    assert shape == photo.shape and t == pytest.approx(header.stamp.sec + header.stamp.nanosec * 1e-9)
+
+
+def test_bad_images_give_diagnostics_error_and_the_node_keeps_serving(rig, photo):
+    small = photo[::4, ::4].copy()
+    cases = {
+        "unsupported_encoding": lambda m: setattr(m, "encoding", "yuv422"),
+        "wrong_step": lambda m: setattr(m, "step", 7),
+        "truncated_buffer": lambda m: setattr(m, "data", bytes(m.data)[:1000]),
+    }
+    for cause, mutate in cases.items():
+        rig.col.clear()
+        seen = False
+        for _ in range(3):  # best effort: resend if the bad frame itself was lost
+            rig.publish(small, "bgr8", mutate=mutate)
+            seen = rig.col.wait_for(lambda m: any(
+                s.level == DiagnosticStatus.ERROR and cause in s.message for d, _ in m["/diagnostics"] for s in d.status),
+                3)
+            if seen:
+                break
+        assert seen, f"no diagnostics ERROR for {cause}"
+        assert not rig.msgs(f"{NS}/faces")  # nothing published for the bad frame
+        header = rig.send(small)  # the next good frame is served
+        assert len(rig.with_stamp("faces", header)[0].faces) == 1
+    assert rig.node.health.totals["image_errors"] >= 3
+
+
+def test_diagnostics_ok_when_healthy(rig, photo):
+    time.sleep(1.1)  # let the error hold of the previous test elapse
+    rig.col.clear()
+    for _ in range(3):
+        rig.send(photo[::2, ::2].copy())
+    assert rig.col.wait_for(lambda m: len(m["/diagnostics"]) >= 2, 5)
+    diag = rig.msgs("/diagnostics")[-1]
+    st = _level_by_name(diag)
+    assert set(st) == {"input", "processing"}
+    assert all(s.level == DiagnosticStatus.OK for s in st.values()), [(s.name, s.message) for s in diag.status]
+    values = {kv.key: kv.value for kv in st["processing"].values}
+    assert float(values["output_rate_hz"]) > 0 and "stage.fit_ms_p50" in values
+    assert st["input"].hardware_id == "cam0_optical"
+
+
+def test_parameters_runtime_smoothing_and_rejections(rig, photo):
+    ok = rig.node.set_parameters([Parameter("smoothing.min_cutoff", value=2.5), Parameter("smoothing.beta", value=0.3)])
+    assert all(r.successful for r in ok)
+    rig.send(photo[::4, ::4].copy())
+    assert rig.pipeline.smoothing_calls[-1] == (2.5, 0.3, 1.0)
+    bad = rig.node.set_parameters([Parameter("smoothing.beta", value=-1.0)])[0]
+    assert not bad.successful and "smoothing.beta must be >= 0" in bad.reason
+    bad = rig.node.set_parameters([Parameter("smoothing.min_cutoff", value=0.0)])[0]
+    assert not bad.successful and "> 0" in bad.reason
+    bad = rig.node.set_parameters([Parameter("detection.max_faces", value=2)])[0]
+    assert not bad.successful and "read-only" in bad.reason
+    bad = rig.node.set_parameters([Parameter("mesh_max_triangles", value=-3)])[0]
+    assert not bad.successful and "mesh_max_triangles" in bad.reason
+    bad = rig.node.set_parameters([Parameter("smoothing.beta", value="high")])[0]
+    assert not bad.successful
+    assert rig.node.get_parameter("smoothing.beta").value == 0.3
+
+
+def test_lost_track_deletes_marker_and_debug_image(rig, photo):
+    header = rig.send(photo[::4, ::4].copy(), topics=("faces", "mesh_markers"))
+    tid = rig.with_stamp("faces", header)[0].faces[0].track_id
+    header = rig.send(np.zeros((64, 80, 3), np.uint8), topics=("faces", "mesh_markers"))
+    (faces,) = rig.with_stamp("faces", header)
+    assert faces.faces == [] and list(faces.lost_track_ids) == [tid]
+    (markers,) = rig.with_stamp("mesh_markers", header)
+    assert [(m.action, m.id) for m in markers.markers] == [(Marker.DELETE, tid)]
+    rig.node.set_parameters([Parameter("publish_debug_image", value=True)])
+    header = rig.send(photo[::4, ::4].copy(), topics=("faces", "debug_image"))
+    (dbg,) = rig.with_stamp("debug_image", header)
+    assert dbg.encoding == "bgr8" and (dbg.height, dbg.width) == photo[::4, ::4].shape[:2]
+    rig.node.set_parameters([Parameter("publish_debug_image", value=False)])
+
+
+def test_camera_info_sets_intrinsics(rig, photo):
+    small = photo[::4, ::4].copy()
+    h, w = small.shape[:2]
+    info = CameraInfo(width=w, height=h)
+    info.k = [200.0, 0.0, w / 2, 0.0, 200.0, h / 2, 0.0, 0.0, 1.0]
+    deadline = time.monotonic() + 5
+    while rig.node._camera_info is None and time.monotonic() < deadline:
+        rig.pub_info.publish(info)
+        time.sleep(0.05)
+    rig.send(small)
+    assert np.allclose(rig.pipeline.camera_matrix, np.reshape(info.k, (3, 3)))
+
+
+def test_newest_frame_wins_and_drops_are_counted(rig, photo):
+    small = photo[::4, ::4].copy()
+    dropped0, processed0 = rig.node.health.totals["dropped"], len(rig.pipeline.processed)
+    rig.pipeline.delay_s = 0.15
+    try:
+        headers = []
+        for _ in range(12):
+            headers.append(rig.publish(small))
+            time.sleep(0.02)
+        last = headers[-1]
+        assert rig.col.wait_for(lambda m: any(x.header.stamp == last.stamp for x, _ in m[f"{NS}/faces"]), 5)
+    finally:
+        rig.pipeline.delay_s = 0.0
+    assert rig.node.health.totals["dropped"] > dropped0
+    assert len(rig.pipeline.processed) - processed0 < 12
+    assert rig.pipeline.processed[-1][1] == pytest.approx(last.stamp.sec + last.stamp.nanosec * 1e-9)
+
+
+def test_stamps_going_backwards_reset_tracks(rig, photo):
+    resets = rig.pipeline.resets
+    h = Header(frame_id="cam0_optical")
+    h.stamp.sec = 5  # far behind the previous frames
+    rig.publish(photo[::4, ::4].copy(), header=h)
+    assert rig.col.wait_for(lambda m: any(x.header.stamp == h.stamp for x, _ in m[f"{NS}/faces"]), 5)
+    assert rig.pipeline.resets == resets + 1
+    rig.stamp = 100000
+
+
+SIGINT_SCRIPT = """
+import sys
+import occface_ros.ros.node as node
+from occface_ros.ros.testing import FakePipeline
+node.PIPELINE_FACTORY = FakePipeline
+sys.exit(node.main())
+"""
+
+
+def test_console_entry_takes_ros_args_and_exits_cleanly_on_sigint(tmp_path):
+    env = dict(os.environ, **ENV, PYTHONPATH=os.pathsep.join(sys.path))
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SIGINT_SCRIPT, "--ros-args", "-r", "__node:=occ_sig", "-r", "image:=/sig/image",
+         "-p", "mesh_max_triangles:=100"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        lines = []
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            lines.append(line)
+            if "ready:" in line or not line:
+                break
+        assert any("ready: image=/sig/image" in ln for ln in lines), "".join(lines)
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, out
+    assert "Traceback" not in out, out

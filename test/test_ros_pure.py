@@ -1,0 +1,197 @@
+"""ROS layer pieces without a running ROS graph: image conversion, parsing, LOD, messages, diagnostics, params."""
+import numpy as np
+import pytest
+
+pytest.importorskip("rclpy", reason="ROS 2 wheels not installed (make ros)")
+pytest.importorskip("occface_msgs.msg", reason="interfaces not built (tools/build_interfaces.sh)")
+
+from sensor_msgs.msg import Image  # noqa: E402
+from std_msgs.msg import Header  # noqa: E402
+
+from occface_ros.ros import messages as M  # noqa: E402
+from occface_ros.ros.diagnostics import ERROR, OK, WARN, Health, Thresholds  # noqa: E402
+from occface_ros.ros.image_conversion import (ImageConversionError, fill_image_msg, image_msg_to_bgr8,  # noqa: E402
+                                              image_to_array)
+from occface_ros.ros.mesh_lod import simplify  # noqa: E402
+from occface_ros.ros.params import (NODE_DEFAULTS, core_defaults, core_overrides, read_config_file,  # noqa: E402
+                                    validate_value)
+from occface_ros.ros.parsing import LABEL_IDS, occlusion_mask_image, parsing_image, rasterise_parsing  # noqa: E402
+from occface_ros.ros.testing import FakePipeline  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def photo():
+    import cv2
+
+    from occface_ros.samples import sample_path
+
+    return cv2.imread(str(sample_path("skimage", "astronaut.png")))
+
+
+def _msg(array, encoding):
+    return fill_image_msg(Image(), array, encoding, Header(frame_id="cam"))
+
+
+@pytest.mark.parametrize("encoding", ["bgr8", "rgb8", "bgra8", "rgba8", "mono8", "mono16"])
+def test_image_round_trip_every_encoding(photo, encoding):
+    import cv2
+
+    src = {
+        "bgr8": photo, "rgb8": photo[..., ::-1], "bgra8": cv2.cvtColor(photo, cv2.COLOR_BGR2BGRA),
+        "rgba8": cv2.cvtColor(photo, cv2.COLOR_BGR2RGBA), "mono8": cv2.cvtColor(photo, cv2.COLOR_BGR2GRAY),
+        "mono16": cv2.cvtColor(photo, cv2.COLOR_BGR2GRAY).astype(np.uint16) * 257,
+    }[encoding]
+    msg = _msg(src, encoding)
+    assert msg.step == src.shape[1] * (1 if src.ndim == 2 else src.shape[2]) * src.dtype.itemsize
+    out = image_msg_to_bgr8(msg)
+    assert out.shape == photo.shape and out.dtype == np.uint8 and out.flags["C_CONTIGUOUS"]
+    if encoding in ("mono8", "mono16"):
+        assert np.array_equal(out[..., 0], cv2.cvtColor(photo, cv2.COLOR_BGR2GRAY))
+    else:
+        assert np.array_equal(out, photo)
+
+
+def test_padded_step_and_big_endian_mono16():
+    a = (np.arange(12, dtype=np.uint16) * 5000).reshape(3, 4)
+    msg = Image(height=3, width=4, encoding="mono16", is_bigendian=1, step=10)  # 2 bytes of padding per row
+    rows = [np.concatenate([r.astype(">u2").view(np.uint8), np.zeros(2, np.uint8)]) for r in a]
+    msg.data = np.concatenate(rows).tobytes()
+    assert np.array_equal(image_to_array(msg), a)
+    padded = np.zeros((3, 4 * 3 + 4), np.uint8)
+    padded[:, :12] = np.arange(36, dtype=np.uint8).reshape(3, 12)
+    m2 = Image(height=3, width=4, encoding="rgb8", step=16, data=padded.tobytes())
+    assert np.array_equal(image_to_array(m2).reshape(3, 12), padded[:, :12])
+
+
+@pytest.mark.parametrize("mutate,cause", [
+    (lambda m: setattr(m, "encoding", "yuv422"), "unsupported_encoding"),
+    (lambda m: setattr(m, "encoding", "32FC1"), "unsupported_encoding"),
+    (lambda m: setattr(m, "step", 5), "wrong_step"),
+    (lambda m: setattr(m, "data", bytes(m.data)[: len(m.data) // 2]), "truncated_buffer"),
+    (lambda m: setattr(m, "height", 0), "empty_image"),
+])
+def test_bad_images_raise_with_cause(mutate, cause):
+    msg = _msg(np.zeros((8, 6, 3), np.uint8), "bgr8")
+    mutate(msg)
+    with pytest.raises(ImageConversionError) as exc:
+        image_msg_to_bgr8(msg)
+    assert exc.value.cause == cause and str(exc.value)
+
+
+def test_parsing_rasterisation_labels():
+    pipe = FakePipeline()
+    frame = pipe.process(np.full((240, 320, 3), 128, np.uint8), 1.0)
+    labels = rasterise_parsing([f.landmarks68 for f in frame.faces], 240, 320)
+    assert labels.shape == (240, 320) and labels.dtype == np.uint8
+    present = set(np.unique(labels).tolist())
+    assert present == set(LABEL_IDS.values())  # every region of the documented set is drawn
+    lm = frame.faces[0].landmarks68
+    cx, cy = np.round(lm[36:42].mean(0)).astype(int)
+    assert labels[cy, cx] == LABEL_IDS["right_eye"]
+    img, source = parsing_image(frame, 240, 320)
+    assert source == "landmarks" and np.array_equal(img, labels)
+    mask, source = occlusion_mask_image(frame, 240, 320)
+    assert source == "none" and mask.shape == (240, 320) and not mask.any()
+    frame.occlusion_mask = np.zeros((240, 320), bool)
+    frame.occlusion_mask[:10] = True
+    mask, source = occlusion_mask_image(frame, 240, 320)
+    assert source == "pipeline" and mask[:10].min() == 255 and mask[10:].max() == 0
+
+
+def test_mesh_lod_bounds_triangles():
+    model = FakePipeline().model
+    for budget in (0, 50, 200):
+        lod = simplify(model.vertices, model.triangles, budget)
+        if budget == 0:
+            assert len(lod.triangles) == len(model.triangles)
+        else:
+            assert 0 < len(lod.triangles) <= budget
+        v = lod.vertices(model.vertices)
+        assert v.shape == (lod.num_clusters, 3) and lod.triangles.max() < len(v)
+
+
+def test_quaternion_matches_rotation():
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        q, _ = np.linalg.qr(rng.normal(size=(3, 3)))
+        q *= np.sign(np.linalg.det(q))
+        x, y, z, w = M.rotation_to_quaternion(q)
+        r = np.array([
+            [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+            [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+            [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]])
+        assert np.allclose(r, q, atol=1e-9) and w >= 0
+
+
+def test_face_messages_from_a_frame():
+    pipe = FakePipeline()
+    frame = pipe.process(np.full((120, 160, 3), 200, np.uint8), 3.5)
+    header = Header(frame_id="cam_optical")
+    header.stamp.sec, header.stamp.nanosec = 3, 500_000_000
+    fa = M.face_array_msg(header, frame, pipe.model.expression_names)
+    assert fa.header == header and (fa.image_width, fa.image_height) == (160, 120) and len(fa.faces) == 1
+    f = fa.faces[0]
+    assert f.tf_frame == "face_1" and len(f.landmarks68) == 68 and all(f.landmarks68_visible)
+    assert np.allclose([p.x for p in f.landmarks68], frame.faces[0].landmarks68[:, 0], atol=1e-3)
+    assert list(f.expression_names) == pipe.model.expression_names and len(f.expression) == 5
+    assert f.occlusion_eyes == f.occlusion_skin == 0.0
+    tf = M.transforms(header, frame.faces)
+    assert tf[0].header == header and tf[0].child_frame_id == "face_1"
+    assert tf[0].transform.translation.z == pytest.approx(frame.faces[0].translation_m[2])
+    verts = pipe.mesh_vertices(frame.faces[0])
+    px = pipe.project(verts, 160, 120)
+    cols = M.sample_colours(np.full((120, 160, 3), 200, np.uint8), px)
+    mk = M.mesh_marker(header, 1, verts, pipe.model.triangles, cols)
+    assert mk.type == mk.TRIANGLE_LIST and len(mk.points) == 3 * len(pipe.model.triangles) == len(mk.colors)
+    assert mk.colors[0].r == pytest.approx(200 / 255)
+    assert M.delete_marker(header, 7).action == mk.DELETE
+
+
+def test_health_levels():
+    th = Thresholds(window_s=5.0, input_rate_warn_hz=5.0, latency_warn_ms=100, latency_error_ms=500,
+                    drop_ratio_warn=0.1, drop_ratio_error=0.5, error_hold_s=2.0)
+    h = Health(th)
+    assert h.statuses(now=0.0)[0].level == WARN  # nothing received yet
+    for k in range(50):
+        h.received(now=10 + k * 0.033)
+        h.processed(20.0, 1, {"fit": 5.0}, now=10 + k * 0.033 + 0.02)
+    now = 10 + 50 * 0.033
+    assert [s.level for s in h.statuses(now=now)] == [OK, OK]
+    assert h.error("unsupported_encoding", "yuv422", now=now) is True
+    assert h.error("unsupported_encoding", "yuv422", now=now) is False  # log once per cause
+    st = h.statuses(now=now + 0.1)
+    assert st[0].level == ERROR and "unsupported_encoding" in st[0].message
+    assert h.statuses(now=now + 2.5)[0].level in (OK, WARN)  # error hold elapsed
+    h.dropped(40, now=now + 2.5)
+    assert h.statuses(now=now + 2.6)[0].level == ERROR  # > 50 % dropped
+    h2 = Health(Thresholds(input_rate_warn_hz=0, latency_warn_ms=100, latency_error_ms=500))
+    h2.received(now=1.0)
+    h2.processed(250.0, 1, {}, now=1.1)
+    assert h2.statuses(now=1.2)[1].level == WARN
+
+
+def test_params_round_trip_and_validation(tmp_path):
+    from occface_ros.config import load_config
+
+    cfg = load_config()
+    flat = core_defaults(cfg)
+    assert flat["camera.fx"] == 0.0 and flat["model.path"] == "" and "output.write_meshes" not in flat
+    back = core_overrides(flat)
+    assert back["camera"]["fx"] is None and back["model"]["path"] is None
+    assert load_config(None, back)["smoothing"] == cfg["smoothing"]
+    assert validate_value("smoothing.min_cutoff", 0.0) and validate_value("smoothing.beta", -1.0)
+    assert validate_value("smoothing.beta", 0.0) is None and validate_value("mesh_max_triangles", -1)
+    assert validate_value("diagnostics.drop_ratio_warn", 2.0) and validate_value("tf_prefix", "/x")
+    f = tmp_path / "p.yaml"
+    f.write_text("occface_node:\n  ros__parameters:\n    smoothing:\n      beta: 0.2\n"
+                 "    mesh_max_triangles: 100\n    diagnostics.latency_warn_ms: 80.0\n")
+    core, node = read_config_file(str(f))
+    assert core == {"smoothing": {"beta": 0.2}}
+    assert node == {"mesh_max_triangles": 100, "diagnostics.latency_warn_ms": 80.0}
+    assert set(node) <= set(NODE_DEFAULTS)
+    f.write_text("smoothing:\n  bogus: 1\n")
+    from occface_ros.config import ConfigError
+
+    core, _ = read_config_file(str(f))
+    with pytest.raises(ConfigError):
+        load_config(None, core)
