@@ -22,14 +22,14 @@ class FaceLandmarker:
     """(image (3, H, W), rois (B, 4)) -> LandmarkResult in image pixels."""
 
     def __init__(self, net, roi_scale: float = 1.5):
-        self.net = net  # occface_ros.nets face landmark module (B, 3, 192, 192) -> (landmarks, presence)
+        self.net = net  # occface_ros.nets face landmark module (B, 3, 192, 192) -> (landmarks, presence_logit, presence)
         self.input_size = tuple(net.input_size)
         self.roi_scale = roi_scale
 
     @torch.inference_mode()
     def __call__(self, image: torch.Tensor, rois: torch.Tensor) -> LandmarkResult:
         crops = crop_rois(image, rois, self.input_size)
-        landmarks_crop, presence = self.net(crops)
+        landmarks_crop, _presence_logit, presence = self.net(crops)
         return LandmarkResult(crop_to_image(landmarks_crop, rois, self.input_size), presence.reshape(-1))
 
     def next_rois(self, landmarks468: torch.Tensor) -> torch.Tensor:

@@ -102,6 +102,8 @@ def test_parity_with_litert(name, backend, photos):
     batch = _inputs(name, photos)
     refs = _litert(name, batch)
     net = nets.compile_stage(nets.build_network(name), _to_torch(batch), backend)
+    if backend == "eager":  # the frozen fast path is installed and is what runs here
+        assert net.__dict__.get("_fast") is not None
     with torch.no_grad():
         outs = net(_to_torch(batch))
     kind = nets.MODELS[name].kind

@@ -88,9 +88,9 @@ def _example_device(example: torch.Tensor) -> torch.device:
 def compile_stage(module: nn.Module, example_input: torch.Tensor, backend: str = "eager"):
     """Prepare `module` for inference with `backend` (see module docstring).
 
-    `example_input` fixes the static shape and device. The returned object is callable
-    with one tensor and returns what `module` returns. Attributes such as `input_size`
-    stay reachable on the result for "eager", "none" and "compile".
+    `example_input` fixes the static shape and device. The result is always an nn.Module
+    (ScriptModule for "jit", NoGradModule for "compile"/"tensorrt") called with one tensor
+    and returning what `module` returns; it carries `input_size` when `module` has one.
     """
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose from {BACKENDS}")
@@ -121,21 +121,23 @@ def compile_stage(module: nn.Module, example_input: torch.Tensor, backend: str =
     compiled = torch.compile(module, backend="inductor", dynamic=False, options=options)
     with torch.no_grad():
         compiled(example_input)
-    return _NoGrad(compiled)
+    return NoGradModule(compiled, module)
 
 
-class _NoGrad:
-    """Calls the wrapped callable under torch.no_grad (inductor freezing applies only there)."""
+class NoGradModule(nn.Module):
+    """nn.Module calling `inner` under torch.no_grad (inductor freezing applies only there;
+    it also avoids a recompile when the caller has grad mode on). Copies `input_size`."""
 
-    def __init__(self, fn):
-        self.fn = fn
+    def __init__(self, inner, like: nn.Module | None = None):
+        super().__init__()
+        self.inner = inner
+        size = getattr(like, "input_size", None)
+        if size is not None:
+            self.input_size = size
 
-    def __call__(self, x):
+    def forward(self, x):
         with torch.no_grad():
-            return self.fn(x)
-
-    def __getattr__(self, name):
-        return getattr(self.fn, name)
+            return self.inner(x)
 
 
 def _tensorrt(module: nn.Module, example_input: torch.Tensor):
@@ -151,12 +153,4 @@ def _tensorrt(module: nn.Module, example_input: torch.Tensor):
     module = module.eval().requires_grad_(False).cuda()
     example = example_input.cuda().contiguous()
     trt = torch_tensorrt.compile(module, ir="dynamo", inputs=[example], enabled_precisions={torch.float32})
-
-    class _TRT:
-        input_size = getattr(module, "input_size", None)
-
-        def __call__(self, x):
-            with torch.no_grad():
-                return trt(x.cuda())
-
-    return _TRT()
+    return NoGradModule(trt, module)

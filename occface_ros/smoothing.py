@@ -1,0 +1,228 @@
+"""Temporal smoothing of per-track outputs: One-Euro filters (Casiez, Roussel, Vogel, CHI 2012).
+
+One-Euro: an exponential low-pass whose cutoff grows with the (low-passed) speed of the signal:
+
+    alpha(fc, dt) = 1 / (1 + 1 / (2 pi fc dt))
+    dx      = (x - x_hat_prev) / dt;     dx_hat = lowpass(dx, alpha(d_cutoff, dt))
+    fc      = min_cutoff + beta * |dx_hat|
+    x_hat   = lowpass(x, alpha(fc, dt))
+
+So a still signal is filtered at ``min_cutoff`` Hz (little jitter) and a moving one at a higher
+cutoff (little lag). Timestamps are in seconds and may be irregular. Everything is vectorised
+over arbitrary tensor shapes; ``speed_dims`` makes the speed a Euclidean norm over some axes
+(e.g. per 2D landmark, or over the 4 quaternion components) so those axes share one cutoff.
+
+Units: ``min_cutoff`` and ``d_cutoff`` in Hz; ``beta`` in Hz per (signal unit / s), i.e. it
+depends on the channel's units (px, metres, radians, blendshape weight).
+
+``TrackSmoother`` bundles one track's landmarks (68, 2) px, pose (rotation (3, 3) + translation
+(3,) m) and expression (E,) with per-channel defaults measured by tools/measure_smoothing.py
+(see docs/smoothing.md). Create one per track; ``reset()`` (or a new object) on a new track.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from .geometry import quaternion_xyzw_to_rotation, rotation_to_quaternion_xyzw
+
+__all__ = ["OneEuroFilter", "RotationFilter", "OneEuroParams", "SmoothingConfig", "TrackSmoother", "SmoothedTrack"]
+
+
+def _alpha(cutoff, dt: float):
+    r = 2.0 * math.pi * cutoff * dt
+    return r / (r + 1.0)
+
+
+class OneEuroFilter:
+    """Vectorised One-Euro filter over tensors (or numpy arrays) of a fixed shape.
+
+    ``min_cutoff``, ``beta``, ``d_cutoff`` are plain attributes (floats, or tensors broadcastable
+    to the sample) and may be changed at run time; the change applies from the next sample.
+    ``speed_dims``: axes of the sample over which the speed is a norm (None = per element).
+    The first sample (and the first after ``reset``) is passed through unchanged. A sample whose
+    timestamp is not after the previous one returns the previous output and changes nothing.
+    Computation is in float64; the output has the input's dtype (and type: numpy in, numpy out).
+    """
+
+    def __init__(self, min_cutoff: float = 1.0, beta: float = 0.0, d_cutoff: float = 1.0,
+                 speed_dims: int | tuple[int, ...] | None = None):
+        self.min_cutoff = min_cutoff
+        self.beta = beta
+        self.d_cutoff = d_cutoff
+        self.speed_dims = speed_dims
+        self.reset()
+
+    def reset(self) -> None:
+        self._x: torch.Tensor | None = None  # filtered value (float64)
+        self._dx: torch.Tensor | None = None  # filtered derivative (float64)
+        self._t: float | None = None
+
+    @property
+    def initialized(self) -> bool:
+        return self._x is not None
+
+    @property
+    def value(self) -> torch.Tensor | None:
+        """Current filtered value (float64 tensor) or None before the first sample."""
+        return self._x
+
+    def __call__(self, x, t: float):
+        was_np = isinstance(x, np.ndarray)
+        xt = torch.from_numpy(np.asarray(x)) if was_np else torch.as_tensor(x)
+        out_dtype = xt.dtype if xt.is_floating_point() else torch.float64
+        xd = xt.to(torch.float64)
+        t = float(t)
+        if self._x is None or self._x.shape != xd.shape:
+            self._x = xd.clone()
+            self._dx = torch.zeros_like(xd)
+            self._t = t
+        elif t > self._t:
+            dt = t - self._t
+            self._t = t
+            dx = (xd - self._x) / dt
+            self._dx = self._dx + _alpha(self.d_cutoff, dt) * (dx - self._dx)
+            speed = self._dx.abs() if self.speed_dims is None else self._dx.norm(dim=self.speed_dims, keepdim=True)
+            beta = self.beta if isinstance(self.beta, (int, float)) else torch.as_tensor(self.beta, dtype=torch.float64)
+            min_cutoff = (self.min_cutoff if isinstance(self.min_cutoff, (int, float))
+                          else torch.as_tensor(self.min_cutoff, dtype=torch.float64))
+            cutoff = min_cutoff + beta * speed
+            a = _alpha(torch.as_tensor(cutoff, dtype=torch.float64), dt)
+            self._x = self._x + a * (xd - self._x)
+        out = self._x.to(out_dtype)
+        return out.numpy() if was_np else out
+
+
+class RotationFilter:
+    """One-Euro smoothing of rotations (..., 3, 3) through unit quaternions.
+
+    Each new quaternion is sign-aligned with the filter state (q and -q are the same rotation,
+    so a sign flip of the input is never a jump), the 4 components are filtered with one shared
+    cutoff (speed = |dq/dt|, about half the angular speed in rad/s) and the result is
+    renormalised. ``beta`` is therefore in Hz per (rad/s / 2). Accepts rotation matrices
+    (..., 3, 3) or quaternions (..., 4) (x, y, z, w); returns the same kind.
+    """
+
+    def __init__(self, min_cutoff: float = 1.0, beta: float = 0.0, d_cutoff: float = 1.0):
+        self.filter = OneEuroFilter(min_cutoff, beta, d_cutoff, speed_dims=-1)
+
+    @property
+    def min_cutoff(self):
+        return self.filter.min_cutoff
+
+    @min_cutoff.setter
+    def min_cutoff(self, v):
+        self.filter.min_cutoff = v
+
+    @property
+    def beta(self):
+        return self.filter.beta
+
+    @beta.setter
+    def beta(self, v):
+        self.filter.beta = v
+
+    @property
+    def d_cutoff(self):
+        return self.filter.d_cutoff
+
+    @d_cutoff.setter
+    def d_cutoff(self, v):
+        self.filter.d_cutoff = v
+
+    def reset(self) -> None:
+        self.filter.reset()
+
+    def __call__(self, rotation, t: float):
+        was_np = isinstance(rotation, np.ndarray)
+        r = torch.from_numpy(np.asarray(rotation, dtype=np.float64)) if was_np else torch.as_tensor(rotation)
+        is_quat = r.shape[-1] == 4
+        q = (r / r.norm(dim=-1, keepdim=True)) if is_quat else rotation_to_quaternion_xyzw(r)
+        q = q.to(torch.float64)
+        prev = self.filter.value
+        if prev is not None and prev.shape == q.shape:
+            q = torch.where((q * prev).sum(-1, keepdim=True) < 0, -q, q)
+        qf = self.filter(q, t)
+        qf = qf / qf.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+        out = qf if is_quat else quaternion_xyzw_to_rotation(qf)
+        out = out.to(r.dtype if r.is_floating_point() else torch.float64)
+        return out.numpy() if was_np else out
+
+
+@dataclass
+class OneEuroParams:
+    """min_cutoff (Hz) and beta may be floats or sequences broadcastable to the channel (e.g. a
+    per-axis beta for the translation)."""
+
+    min_cutoff: float | tuple[float, ...]
+    beta: float | tuple[float, ...]
+    d_cutoff: float = 1.0
+
+
+@dataclass
+class SmoothingConfig:
+    """Per-channel One-Euro parameters of ``TrackSmoother`` (chosen with
+    tools/measure_smoothing.py at 30 FPS; see docs/smoothing.md for the numbers).
+
+    landmarks: pixels (speed per landmark = 2D norm, px/s);
+    rotation: quaternion components (speed ~ half the angular speed, rad/s);
+    translation: metres (speed = 3D norm, m/s);
+    expression: blendshape weights (per weight, 1/s).
+    """
+
+    landmarks: OneEuroParams = field(default_factory=lambda: OneEuroParams(0.4, 0.15, 0.5))
+    rotation: OneEuroParams = field(default_factory=lambda: OneEuroParams(0.5, 30.0, 1.0))
+    translation: OneEuroParams = field(default_factory=lambda: OneEuroParams(0.5, (40.0, 40.0, 5.0), 1.0))
+    expression: OneEuroParams = field(default_factory=lambda: OneEuroParams(0.5, 0.3, 1.0))
+    enabled: bool = True
+
+
+@dataclass
+class SmoothedTrack:
+    landmarks68: torch.Tensor | None = None
+    rotation: torch.Tensor | None = None
+    translation_m: torch.Tensor | None = None
+    expression: torch.Tensor | None = None
+
+
+class TrackSmoother:
+    """Smoothing state of one track. Call with a timestamp (seconds) and any subset of
+    landmarks68 (68, 2), rotation (3, 3), translation_m (3,), expression (E,) (tensors or numpy;
+    a leading batch axis is fine as long as it stays the same); returns a SmoothedTrack with the
+    smoothed versions of what was given. Parameters can be changed at run time through
+    ``configure(config)`` or the filters' attributes."""
+
+    def __init__(self, config: SmoothingConfig | None = None):
+        self.config = config or SmoothingConfig()
+        c = self.config
+        self.landmarks = OneEuroFilter(c.landmarks.min_cutoff, c.landmarks.beta, c.landmarks.d_cutoff, speed_dims=-1)
+        self.rotation = RotationFilter(c.rotation.min_cutoff, c.rotation.beta, c.rotation.d_cutoff)
+        # per-axis speed: the depth of a monocular fit is much noisier than x/y, so a shared
+        # cutoff would let the depth noise open the filter for x/y too
+        self.translation = OneEuroFilter(c.translation.min_cutoff, c.translation.beta, c.translation.d_cutoff)
+        self.expression = OneEuroFilter(c.expression.min_cutoff, c.expression.beta, c.expression.d_cutoff)
+
+    def configure(self, config: SmoothingConfig) -> None:
+        """Change parameters (state kept)."""
+        self.config = config
+        for name in ("landmarks", "rotation", "translation", "expression"):
+            p = getattr(config, name)
+            f = getattr(self, name)
+            f.min_cutoff, f.beta, f.d_cutoff = p.min_cutoff, p.beta, p.d_cutoff
+
+    def reset(self) -> None:
+        for f in (self.landmarks, self.rotation, self.translation, self.expression):
+            f.reset()
+
+    def __call__(self, t: float, landmarks68=None, rotation=None, translation_m=None, expression=None) -> SmoothedTrack:
+        if not self.config.enabled:
+            return SmoothedTrack(landmarks68, rotation, translation_m, expression)
+        return SmoothedTrack(
+            landmarks68=None if landmarks68 is None else self.landmarks(landmarks68, t),
+            rotation=None if rotation is None else self.rotation(rotation, t),
+            translation_m=None if translation_m is None else self.translation(translation_m, t),
+            expression=None if expression is None else self.expression(expression, t),
+        )
