@@ -11,10 +11,10 @@ from .camera import intrinsics_from_fov, intrinsics_from_values, yaw_pitch_roll_
 from .config import load_config
 from .correspondence import landmarks68_from_mp468, load_correspondences
 from .detection import FaceDetector
-from .fitting import FaceFitter, FitConfig, IdentityAccumulator
+from .fitting import FaceFitter, FitConfig, FitState, IdentityAccumulator, IdentityAccumulatorConfig
 from .landmarks import FaceLandmarker
 from .morphable import load_morphable_model
-from .smoothing import TrackSmoother
+from .smoothing import SmoothingConfig, TrackSmoother
 from .timing import StageTimer
 from .tracking import FaceTracker
 
@@ -88,6 +88,7 @@ class FacePipeline:
             redetect_every=det_cfg["redetect_every"],
             presence_threshold=lm_cfg["presence_threshold"],
             merge_iou=lm_cfg["track_iou_merge"],
+            refine_passes=lm_cfg["refine_passes"],
             timer=self.timer,
         )
         self.model = load_morphable_model(cfg["model"]["name"], cfg["model"]["path"]).to(self.device)
@@ -122,7 +123,7 @@ class FacePipeline:
         """Change One-Euro parameters at run time (all tracks)."""
         self.config["smoothing"].update(min_cutoff=min_cutoff, beta=beta, d_cutoff=d_cutoff)
         for state in self.tracks.values():
-            state.smoother.set_parameters(min_cutoff=min_cutoff, beta=beta, d_cutoff=d_cutoff)
+            state.smoother.configure(self._smoothing_config())
 
     def reset(self) -> None:
         self.tracker.reset()
@@ -160,72 +161,70 @@ class FacePipeline:
             faces = self._fit(tracked, self.intrinsics(width, height), timestamp_s)
         return FrameResult(faces, width, height, timestamp_s, tracked.lost_ids, dict(self.timer.last))
 
+    def _new_track(self) -> _TrackState:
+        f, sm = self.config["fitting"], self.config["smoothing"]
+        acc_cfg = IdentityAccumulatorConfig(freeze_after=int(f["identity_freeze_frames"]),
+                                            prior_weight=float(f["identity_prior"]))
+        accumulator = IdentityAccumulator(self.model.num_identity, acc_cfg, float(f["expression_prior"]),
+                                          device=self.device)
+        return _TrackState(None, accumulator, TrackSmoother(self._smoothing_config()))
+
+    def _smoothing_config(self) -> SmoothingConfig:
+        sm = self.config["smoothing"]
+        return SmoothingConfig.from_single(sm["min_cutoff"], sm["beta"], sm["d_cutoff"], enabled=sm["enabled"])
+
     def _fit(self, tracked, K: torch.Tensor, timestamp_s: float) -> list[FaceResult]:
         b = len(tracked.track_ids)
         lm468 = tracked.landmarks468
         lm68 = landmarks68_from_mp468(lm468[..., :2], self.correspondences)
         points = torch.cat([lm68, lm468[:, self.dense_index, :2]], 1)
         weights = self.base_weights.expand(b, -1)
-        states = [self.tracks.get(t) for t in tracked.track_ids]
-        init = None
-        if all(s is not None for s in states):
-            init = type(states[0].fit_state).cat([s.fit_state for s in states])
-        prior_mean, prior_weight, fit_identity = self._identity_priors(states, b)
+        states = []
+        for tid in tracked.track_ids:
+            if tid not in self.tracks:
+                self.tracks[tid] = self._new_track()
+            states.append(self.tracks[tid])
+        warm = all(s.fit_state is not None for s in states)
+        init = FitState.cat([s.fit_state for s in states]) if warm else None
+        prior_mean = torch.stack([s.identity.mean for s in states])
+        prior_precision = torch.stack([s.identity.precision for s in states])
+        fit_identity = torch.tensor([not s.identity.frozen for s in states], device=self.device)
         fit = self.fitter(points, weights, K, init=init, identity_prior_mean=prior_mean,
-                          identity_prior_weight=prior_weight, fit_identity=fit_identity)
+                          identity_prior_weight=prior_precision, fit_identity=fit_identity)
+        faces = []
         with self.timer("smoothing"):
-            faces = []
-            sm = self.config["smoothing"]
             ypr = yaw_pitch_roll_deg(fit.rotation)
             for i, tid in enumerate(tracked.track_ids):
-                state = self.tracks.get(tid)
-                if state is None:
-                    state = _TrackState(None, IdentityAccumulator(self.model.num_identity, device=self.device,
-                                                                  freeze_after=self.config["fitting"]["identity_freeze_frames"]),
-                                        TrackSmoother(min_cutoff=sm["min_cutoff"], beta=sm["beta"], d_cutoff=sm["d_cutoff"]))
-                    self.tracks[tid] = state
-                state.fit_state = fit.select(i)
-                state.identity.update(fit.identity[i])
+                state = states[i]
+                state.fit_state = fit[i]
+                if not state.identity.frozen:
+                    state.identity.update(state.fit_state, prior_mean[i], prior_precision[i])
                 faces.append(self._face_result(tid, tracked, fit, i, lm68[i], state, timestamp_s, ypr))
         return faces
 
-    def _identity_priors(self, states, b):
-        if all(s is None for s in states):
-            return None, None, True
-        mean = torch.zeros(b, self.model.num_identity, device=self.device)
-        weight = torch.zeros(b, device=self.device)
-        fit_identity = torch.ones(b, dtype=torch.bool, device=self.device)
-        for i, s in enumerate(states):
-            if s is not None:
-                mean[i], weight[i] = s.identity.prior()
-                fit_identity[i] = not s.identity.frozen
-        return mean, weight, fit_identity
-
     def _face_result(self, tid, tracked, fit, i, lm68, state, timestamp_s, ypr) -> FaceResult:
-        smoothed = state.smoother(timestamp_s, landmarks68=lm68, rotation=fit.rotation[i],
-                                  translation_m=fit.translation_m[i], expression=fit.expression[i]) \
-            if self.config["smoothing"]["enabled"] else None
-        if smoothed is not None:
-            lm68_out, rot, trans, expr = (smoothed["landmarks68"], smoothed["rotation"],
-                                          smoothed["translation_m"], smoothed["expression"])
+        sm = state.smoother(timestamp_s, landmarks68=lm68, rotation=fit.rotation[i],
+                            translation_m=fit.translation_m[i], expression=fit.expression[i])
+        rot = sm.rotation
+        if self.config["smoothing"]["enabled"]:
             yaw, pitch, roll = (float(v) for v in yaw_pitch_roll_deg(rot.unsqueeze(0))[0])
         else:
-            lm68_out, rot, trans, expr = lm68, fit.rotation[i], fit.translation_m[i], fit.expression[i]
             yaw, pitch, roll = (float(v) for v in ypr[i])
         lm = tracked.landmarks468[i]
         bbox = torch.cat([lm[:, :2].amin(0), lm[:, :2].amax(0)])
+        as_np = lambda t: torch.as_tensor(t).detach().cpu().numpy().astype(np.float64)  # noqa: E731
         return FaceResult(
             track_id=tid,
             score=float(tracked.presence[i]),
-            bbox=bbox.cpu().numpy(),
-            landmarks68=lm68_out.cpu().numpy().astype(np.float64),
+            bbox=as_np(bbox),
+            landmarks68=as_np(sm.landmarks68),
             landmarks68_visible=np.ones(68, dtype=bool),
             landmarks468=lm.cpu().numpy(),
-            rotation=rot.cpu().numpy().astype(np.float64),
-            translation_m=trans.cpu().numpy().astype(np.float64),
+            rotation=as_np(rot),
+            translation_m=as_np(sm.translation_m),
             yaw_deg=yaw, pitch_deg=pitch, roll_deg=roll,
-            expression=expr.cpu().numpy().astype(np.float64),
-            identity=state.identity.mean().cpu().numpy().astype(np.float64),
+            expression=np.clip(as_np(sm.expression), 0.0, 1.0),
+            identity=as_np(state.identity.mean),
             reprojection_error_px=float(fit.reprojection_error_px[i]),
         )
 

@@ -179,6 +179,23 @@ class SmoothingConfig:
     expression: OneEuroParams = field(default_factory=lambda: OneEuroParams(0.5, 0.3, 1.0))
     enabled: bool = True
 
+    @classmethod
+    def from_single(cls, min_cutoff: float, beta: float, d_cutoff: float, enabled: bool = True) -> "SmoothingConfig":
+        """Map one (min_cutoff, beta, d_cutoff) triple, as in config/occface.yaml's ``smoothing``
+        section, to all channels: the triple is taken as the *landmark* (pixel) parameters and the
+        other channels are scaled by the same factors relative to the defaults (min_cutoff by
+        min_cutoff / 0.4, beta by beta / 0.15); ``d_cutoff`` is used for every channel."""
+        d = cls()
+        kc, kb = min_cutoff / d.landmarks.min_cutoff, beta / d.landmarks.beta
+
+        def scale(p: OneEuroParams) -> OneEuroParams:
+            mc = p.min_cutoff * kc if isinstance(p.min_cutoff, (int, float)) else tuple(v * kc for v in p.min_cutoff)
+            b = p.beta * kb if isinstance(p.beta, (int, float)) else tuple(v * kb for v in p.beta)
+            return OneEuroParams(mc, b, d_cutoff)
+
+        return cls(OneEuroParams(min_cutoff, beta, d_cutoff), scale(d.rotation), scale(d.translation),
+                   scale(d.expression), enabled)
+
 
 @dataclass
 class SmoothedTrack:

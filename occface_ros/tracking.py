@@ -35,6 +35,7 @@ class FaceTracker:
         redetect_every: int = 30,
         presence_threshold: float = 0.5,
         merge_iou: float = 0.5,
+        refine_passes: int = 1,
         timer: StageTimer | None = None,
     ):
         self.detector = detector
@@ -44,6 +45,7 @@ class FaceTracker:
         self.redetect_every = redetect_every
         self.presence_threshold = presence_threshold
         self.merge_iou = merge_iou
+        self.refine_passes = refine_passes
         self.timer = timer or StageTimer()
         self._ids = itertools.count()
         self.reset()
@@ -94,6 +96,11 @@ class FaceTracker:
         rois_used = self.rois
         with self.timer("landmarks"):
             result = self.landmarker(image, rois_used)
+            # a detection box is a coarse crop: re-crop new faces from their own landmarks, as
+            # tracking would on the next frame, so that the first frame of a track is as accurate
+            for _ in range(self.refine_passes if new_ids else 0):
+                rois_used = self.landmarker.next_rois(result.landmarks468)
+                result = self.landmarker(image, rois_used)
         alive = result.presence >= self.presence_threshold
         lost_ids = [t for t, a in zip(self.track_ids, alive.tolist()) if not a]
         keep_ids = [t for t, a in zip(self.track_ids, alive.tolist()) if a]

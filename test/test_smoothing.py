@@ -162,3 +162,12 @@ def test_track_smoother_reset_and_disabled():
     off = TrackSmoother(SmoothingConfig(enabled=False))
     x = torch.randn(68, 2)
     assert off(0.0, landmarks68=x).landmarks68 is x
+
+
+def test_from_single_maps_defaults():
+    d = SmoothingConfig()
+    c = SmoothingConfig.from_single(d.landmarks.min_cutoff, d.landmarks.beta, 1.0)
+    assert c.rotation.beta == d.rotation.beta and c.translation.beta == d.translation.beta
+    c2 = SmoothingConfig.from_single(0.8, 0.3, 1.0)
+    assert c2.rotation.min_cutoff == 2 * d.rotation.min_cutoff and c2.expression.beta == 2 * d.expression.beta
+    TrackSmoother(c2)(0.0, translation_m=torch.zeros(3))

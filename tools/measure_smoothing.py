@@ -182,7 +182,8 @@ def main(argv=None) -> int:
     lag_lm = np.median([sinus_lag_ms(t[warm:], lm_ms[warm:, i, 0], lm_mt[warm:, i, 0]) for i in range(68)])
     lag_lm_raw = np.median([sinus_lag_ms(t[warm:], lm_m[warm:, i, 0], lm_mt[warm:, i, 0]) for i in range(68)])
     rows.append(("landmarks yaw 30deg 0.5Hz: lag ms", lag_lm_raw, lag_lm))
-    rows.append(("landmarks moving: RMS error px", rms_dev(lm_m[warm:], lm_mt[warm:]), rms_dev(lm_ms[warm:], lm_mt[warm:])))
+    rows.append(("landmarks moving: RMS error px", rms_dev(lm_m[warm:], lm_mt[warm:]),
+                 rms_dev(lm_ms[warm:], lm_mt[warm:])))
 
     # 3. landmark step (noise-free): 5 cm sideways
     ts = t[: int(3 * args.fps)]
