@@ -1,6 +1,8 @@
 """Frame sources for the CLI: one image, a folder of images, or a video file."""
 from __future__ import annotations
 
+import os
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -45,6 +47,24 @@ def to_bgr8(image: np.ndarray) -> np.ndarray:
     return image
 
 
+@contextmanager
+def _quiet_native_stderr():
+    """Silence FFmpeg's own messages on fd 2 while probing: our error is the one line the user sees."""
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
 class FrameSource:
     """Iterates frames of `path`; validates it when constructed (nothing is written before that)."""
 
@@ -64,11 +84,12 @@ class FrameSource:
             self.fps = fps_for_images
         elif self.path.suffix.lower() in VIDEO_SUFFIXES:
             self.kind = "video"
-            cap = cv2.VideoCapture(str(self.path))
-            ok, _ = cap.read() if cap.isOpened() else (False, None)
-            count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if ok else 0
-            fps = cap.get(cv2.CAP_PROP_FPS) if ok else 0
-            cap.release()
+            with _quiet_native_stderr():
+                cap = cv2.VideoCapture(str(self.path))
+                ok, _ = cap.read() if cap.isOpened() else (False, None)
+                count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if ok else 0
+                fps = cap.get(cv2.CAP_PROP_FPS) if ok else 0
+                cap.release()
             if not ok:
                 raise InputError(f"cannot read video {self.path}: no decodable frame")
             self.length = count if count > 0 else None

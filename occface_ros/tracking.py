@@ -72,9 +72,18 @@ class FaceTracker:
     @torch.inference_mode()
     def __call__(self, image: torch.Tensor) -> TrackedFaces:
         """Track faces in one frame (3, H, W) float [0, 1]."""
+        result = self._step(image, force_detect=False)
+        if result.lost_ids and not result.detected:
+            # a track was lost this frame: look for faces again now rather than one frame late
+            again = self._step(image, force_detect=True)
+            again.lost_ids = result.lost_ids + again.lost_ids
+            return again
+        return result
+
+    def _step(self, image: torch.Tensor, force_detect: bool) -> TrackedFaces:
         new_ids: list[int] = []
         detected = False
-        if self._needs_detection():
+        if force_detect or self._needs_detection():
             detected = True
             self.frames_since_detect = 0
             det_rois = self._detect(image)

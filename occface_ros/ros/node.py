@@ -212,6 +212,8 @@ class OccfaceNode(Node):
             try:
                 self.process_image(msg, t_recv)
             except Exception as exc:  # noqa: BLE001 - never let the worker die
+                if self._stop or not self.context.ok():
+                    return  # SIGINT shut the context down while this frame was in flight
                 cause = f"pipeline_{type(exc).__name__}"
                 if self.health.error(cause, str(exc), kind="pipeline_errors"):
                     self.get_logger().error(f"processing failed: {exc}\n{traceback.format_exc()}"
