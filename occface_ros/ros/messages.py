@@ -106,6 +106,39 @@ def sample_colours(image_bgr: np.ndarray, pixels: np.ndarray) -> np.ndarray:
     return image_bgr[y, x, ::-1].astype(np.float32) / 255.0
 
 
+def _bulk_points(xyz: np.ndarray) -> list:
+    """geometry_msgs/Point per row of an (N, 3) float64 array, filling the generated slots directly.
+
+    The generated constructors validate every field; a mesh marker has ~10^4 points and colours
+    per frame, so this skips the checks: the values are Python floats by construction.
+    """
+    new = Point.__new__
+    out = []
+    for x, y, z in xyz.tolist():
+        p = new(Point)
+        p._x = x
+        p._y = y
+        p._z = z
+        p._check_fields = False
+        out.append(p)
+    return out
+
+
+def _bulk_colours(rgb: np.ndarray) -> list:
+    """std_msgs/ColorRGBA (alpha 1) per row of an (N, 3) array in [0, 1]; see _bulk_points."""
+    new = ColorRGBA.__new__
+    out = []
+    for r, g, b in rgb.tolist():
+        c = new(ColorRGBA)
+        c._r = r
+        c._g = g
+        c._b = b
+        c._a = 1.0
+        c._check_fields = False
+        out.append(c)
+    return out
+
+
 def mesh_marker(header, track_id: int, vertices: np.ndarray, triangles: np.ndarray,
                 vertex_colours: np.ndarray | None, ns: str = MESH_NS, lifetime_s: float = 0.0) -> Marker:
     """One TRIANGLE_LIST marker: 3 points (and 3 colours when given) per triangle, in header.frame_id."""
@@ -116,9 +149,9 @@ def mesh_marker(header, track_id: int, vertices: np.ndarray, triangles: np.ndarr
     m.lifetime.sec = int(lifetime_s)
     m.lifetime.nanosec = int(round((lifetime_s - int(lifetime_s)) * 1e9))
     idx = np.asarray(triangles, np.intp).reshape(-1)
-    m.points = [Point(x=x, y=y, z=z) for x, y, z in np.asarray(vertices, np.float64)[idx].tolist()]
+    m.points = _bulk_points(np.asarray(vertices, np.float64)[idx])
     if vertex_colours is not None:
-        m.colors = [ColorRGBA(r=r, g=g, b=b, a=1.0) for r, g, b in np.asarray(vertex_colours, np.float64)[idx].tolist()]
+        m.colors = _bulk_colours(np.asarray(vertex_colours, np.float32)[idx])
     return m
 
 
