@@ -195,3 +195,24 @@ def test_params_round_trip_and_validation(tmp_path):
     core, _ = read_config_file(str(f))
     with pytest.raises(ConfigError):
         load_config(None, core)
+
+
+def test_bulk_mesh_marker_serializes_like_the_generated_constructors():
+    import numpy as np
+    from geometry_msgs.msg import Point
+    from rclpy.serialization import serialize_message
+    from std_msgs.msg import ColorRGBA, Header
+
+    from occface_ros.ros import messages as M
+
+    rng = np.random.default_rng(0)
+    verts, tris = rng.random((50, 3)), rng.integers(0, 50, (200, 3))
+    colours = rng.random((50, 3)).astype(np.float32)
+    header = Header(frame_id="cam")
+    fast = M.mesh_marker(header, 3, verts, tris, colours)
+    ref = M.mesh_marker(header, 3, verts, tris, None)
+    idx = tris.reshape(-1)
+    ref.points = [Point(x=x, y=y, z=z) for x, y, z in verts[idx].tolist()]
+    ref.colors = [ColorRGBA(r=r, g=g, b=b, a=1.0) for r, g, b in colours.astype(np.float64)[idx].tolist()]
+    assert serialize_message(fast) == serialize_message(ref)
+    assert len(fast.points) == len(fast.colors) == 600
