@@ -32,7 +32,7 @@ NODE_DEFAULTS: dict[str, object] = {
     "publish_tf": True,  # face_<track_id> frames on /tf
     "tf_prefix": "face_",  # TF child frame = tf_prefix + track id
     "publish_mesh_markers": True,
-    "mesh_max_triangles": 3000,  # mesh level of detail: at most this many triangles per face (0 = full mesh)
+    "mesh_max_triangles": 1500,  # mesh level of detail: at most this many triangles per face (0 = full mesh)
     "mesh_colours_from_image": True,  # per-vertex colours sampled from the image (else one flat colour)
     "mesh_marker_lifetime_s": 0.0,  # 0 = until deleted (lost tracks are DELETEd)
     "publish_debug_image": False,  # ~/debug_image overlay (costs a copy + drawing per frame)
