@@ -162,7 +162,7 @@ class FacePipeline:
         return FrameResult(faces, width, height, timestamp_s, tracked.lost_ids, dict(self.timer.last))
 
     def _new_track(self) -> _TrackState:
-        f, sm = self.config["fitting"], self.config["smoothing"]
+        f = self.config["fitting"]
         acc_cfg = IdentityAccumulatorConfig(freeze_after=int(f["identity_freeze_frames"]),
                                             prior_weight=float(f["identity_prior"]))
         accumulator = IdentityAccumulator(self.model.num_identity, acc_cfg, float(f["expression_prior"]),

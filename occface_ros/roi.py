@@ -6,8 +6,6 @@ rotated by `angle` (counter-clockwise on screen is negative, as in MediaPipe's r
 """
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 
@@ -103,7 +101,3 @@ def rois_to_boxes(rois: torch.Tensor) -> torch.Tensor:
     """Axis-aligned bounding boxes (B, 4) of rotated ROIs."""
     c = roi_corners(rois)
     return torch.cat([c.amin(1), c.amax(1)], -1)
-
-
-def wrap_angle(a: float) -> float:
-    return (a + math.pi) % (2 * math.pi) - math.pi

@@ -5,7 +5,6 @@ import time
 from pathlib import Path
 
 import cv2
-import numpy as np
 
 from .output import draw_overlay, encode_image, face_to_json, frame_name, write_json, write_obj
 from .paths import atomic_write_bytes
