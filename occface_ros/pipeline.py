@@ -193,23 +193,19 @@ class FacePipeline:
                           identity_prior_weight=prior_precision, fit_identity=fit_identity)
         faces = []
         with self.timer("smoothing"):
-            ypr = yaw_pitch_roll_deg(fit.rotation)
             for i, tid in enumerate(tracked.track_ids):
                 state = states[i]
                 state.fit_state = fit[i]
                 if not state.identity.frozen:
                     state.identity.update(state.fit_state, prior_mean[i], prior_precision[i])
-                faces.append(self._face_result(tid, tracked, fit, i, lm68[i], state, timestamp_s, ypr))
+                faces.append(self._face_result(tid, tracked, fit, i, lm68[i], state, timestamp_s))
         return faces
 
-    def _face_result(self, tid, tracked, fit, i, lm68, state, timestamp_s, ypr) -> FaceResult:
+    def _face_result(self, tid, tracked, fit, i, lm68, state, timestamp_s) -> FaceResult:
         sm = state.smoother(timestamp_s, landmarks68=lm68, rotation=fit.rotation[i],
                             translation_m=fit.translation_m[i], expression=fit.expression[i])
-        rot = sm.rotation
-        if self.config["smoothing"]["enabled"]:
-            yaw, pitch, roll = (float(v) for v in yaw_pitch_roll_deg(rot.unsqueeze(0))[0])
-        else:
-            yaw, pitch, roll = (float(v) for v in ypr[i])
+        rot = torch.as_tensor(sm.rotation)  # the smoother passes the fit through when disabled
+        yaw, pitch, roll = (float(v) for v in yaw_pitch_roll_deg(rot.unsqueeze(0))[0])
         lm = tracked.landmarks468[i]
         bbox = torch.cat([lm[:, :2].amin(0), lm[:, :2].amax(0)])
         as_np = lambda t: torch.as_tensor(t).detach().cpu().numpy().astype(np.float64)  # noqa: E731
