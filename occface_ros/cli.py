@@ -33,6 +33,8 @@ def cmd_run(args) -> int:
         source, Path(args.output), cfg,
         write_overlay=args.write_overlay or cfg["output"]["write_overlay"],
         write_meshes=args.write_meshes or cfg["output"]["write_meshes"],
+        write_masks=args.write_masks or cfg["output"]["write_masks"],
+        write_deoccluded=args.write_deoccluded or cfg["output"]["write_deoccluded"],
         independent=args.independent,
         progress=lambda it, total: _progress(it, total, not args.quiet and source.kind != "image", "occface"),
     )
@@ -103,6 +105,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--config", help="YAML config overriding config/occface.yaml")
     r.add_argument("--write-overlay", action="store_true", help="overlay images (or overlay.mp4 for a video)")
     r.add_argument("--write-meshes", action="store_true", help="OBJ meshes per face and frame")
+    r.add_argument("--write-masks", action="store_true",
+                   help="masks/NNNNNN.png (255 = occluded face pixel) and parsing/NNNNNN.png (M_gamma labels)")
+    r.add_argument("--write-deoccluded", action="store_true",
+                   help="deoccluded/NNNNNN.png: the face rendered from its texture where it is occluded")
     r.add_argument("--independent", action="store_true",
                    help="treat the images of a folder as unrelated photos (no tracking or smoothing across them)")
     r.add_argument("--device", help="cpu | cuda | cuda:N (overrides the config)")
@@ -116,6 +122,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--config")
     b.add_argument("--no-reference", action="store_true", help="skip the MediaPipe reference run")
     b.set_defaults(func=cmd_bench)
+
+    from .evaluation.harness import add_eval_command  # `eval`: the occlusion evaluation report
+
+    add_eval_command(sub)
 
     c = sub.add_parser("clip", help="write the 640x480 demo/benchmark clip built from a registry photo")
     c.add_argument("--output", required=True)

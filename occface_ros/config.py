@@ -79,9 +79,11 @@ _CHOICES = {
     "detection.model": ("short", "full"),
     "model.name": ("ict", "bfm"),
     "output.mesh_units": ("m",),
+    "occlusion.render_backend": ("auto", "torch", "nvdiffrast"),
 }
 _POSITIVE = ("detection.min_score", "landmarks.presence_threshold", "landmarks.roi_scale",
-             "camera.hfov_deg", "smoothing.min_cutoff", "smoothing.d_cutoff", "detection.max_faces")
+             "camera.hfov_deg", "smoothing.min_cutoff", "smoothing.d_cutoff", "detection.max_faces",
+             "occlusion.max_face_px")
 
 
 def validate(cfg: dict) -> dict:
@@ -99,6 +101,15 @@ def validate(cfg: dict) -> dict:
             raise ConfigError(f"config key '{path}' must be > 0, got {get(path)!r}")
     if not 0 < get("camera.hfov_deg") < 180:
         raise ConfigError("config key 'camera.hfov_deg' must be in (0, 180)")
+    for path in ("occlusion.visible_threshold", "occlusion.refit_min_change", "occlusion.hands.min_score",
+                 "occlusion.hands.presence_threshold"):
+        if not 0 <= get(path) <= 1:
+            raise ConfigError(f"config key '{path}' must be in [0, 1], got {get(path)!r}")
+    if get("occlusion.hands.idle_detect_every") < 1:
+        raise ConfigError("config key 'occlusion.hands.idle_detect_every' must be >= 1")
+    for path in ("occlusion.probe_radius_px", "occlusion.hands.redetect_every", "occlusion.hands.max_hands"):
+        if get(path) < 0:
+            raise ConfigError(f"config key '{path}' must be >= 0, got {get(path)!r}")
     if get("smoothing.beta") < 0:
         raise ConfigError("config key 'smoothing.beta' must be >= 0")
     intr = [get(f"camera.{k}") for k in ("fx", "fy", "cx", "cy")]

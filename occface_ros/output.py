@@ -8,6 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .occlusion.labels import FACE_REGION_NAMES
 from .paths import atomic_write_bytes
 
 # iBUG 68 drawing groups (index ranges; closed loops for eyes and lips)
@@ -39,6 +40,8 @@ def face_to_json(face, expression_names: list[str], mesh_path: str | None) -> di
         "expression": {n: round(float(v), 4) for n, v in zip(expression_names, face.expression)},
         "identity": [round(float(v), 4) for v in face.identity],
         "occlusion_ratio": round(float(face.occlusion_ratio), 4),
+        "occlusion_by_region": {name: round(float(face.occlusion_by_region.get(name, 0.0)), 4)
+                                for name in FACE_REGION_NAMES},
         "mesh": mesh_path,
     }
 
@@ -84,3 +87,20 @@ def encode_image(image_bgr: np.ndarray, suffix: str = ".jpg") -> bytes:
     if not ok:
         raise RuntimeError(f"cannot encode {suffix}")
     return buf.tobytes()
+
+
+def frame_masks(result) -> tuple[np.ndarray, np.ndarray]:
+    """(occlusion mask mono8: 255 = occluded face pixel, parsing labels mono8) of a FrameResult,
+    input size; without occlusion reasoning: an all-zero mask and the landmark-polygon parsing."""
+    height, width = result.height, result.width
+    if result.occlusion_mask is not None:
+        mask = np.asarray(result.occlusion_mask, dtype=bool).astype(np.uint8) * 255
+    else:
+        mask = np.zeros((height, width), np.uint8)
+    if result.parsing is not None:
+        parsing = np.asarray(result.parsing, dtype=np.uint8)
+    else:
+        from .render.parsing import landmark_parsing
+
+        parsing = landmark_parsing([f.landmarks68 for f in result.faces], height, width)
+    return mask, parsing

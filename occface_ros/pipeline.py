@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import cv2
 import numpy as np
 import torch
 
@@ -12,8 +13,12 @@ from .config import load_config
 from .correspondence import landmarks68_from_mp468, load_correspondences
 from .detection import FaceDetector
 from .fitting import FaceFitter, FitConfig, FitState, IdentityAccumulator, IdentityAccumulatorConfig
+from .hands import HandDetector
 from .landmarks import FaceLandmarker
 from .morphable import load_morphable_model
+from .occlusion.appearance import AppearanceConfig, AppearanceEvidence
+from .occlusion.parser import FaceParser, load_parser
+from .occlusion.reasoner import OcclusionReasoner
 from .smoothing import SmoothingConfig, TrackSmoother
 from .timing import StageTimer
 from .tracking import FaceTracker
@@ -38,7 +43,9 @@ class FaceResult:
     roll_deg: float
     expression: np.ndarray  # (E,) weights
     identity: np.ndarray  # (K,) coefficients
-    occlusion_ratio: float = 0.0
+    occlusion_ratio: float = 0.0  # occluded / all pixels of the face (rendered fitted face region)
+    occlusion_by_region: dict[str, float] = field(default_factory=dict)  # labels.FACE_REGION_NAMES -> ratio
+    region_pixels: dict[str, tuple[int, int]] = field(default_factory=dict)  # name -> (occluded, total) pixels
     reprojection_error_px: float = 0.0
 
 
@@ -50,6 +57,9 @@ class FrameResult:
     timestamp_s: float
     lost_track_ids: list[int] = field(default_factory=list)
     stage_ms: dict[str, float] = field(default_factory=dict)
+    occlusion_mask: np.ndarray | None = None  # (H, W) bool, True = occluded face pixel (all faces)
+    parsing: np.ndarray | None = None  # (H, W) uint8 M_gamma labels (occlusion/labels.py)
+    deoccluded_bgr: np.ndarray | None = None  # (H, W, 3) uint8 when occlusion.deocclude is on
 
 
 class _TrackState:
@@ -57,6 +67,7 @@ class _TrackState:
         self.fit_state = fit_state
         self.identity = accumulator
         self.smoother = smoother
+        self.point_visible: torch.Tensor | None = None  # (68 + dense,) bool from the last frame
 
 
 class FacePipeline:
@@ -109,6 +120,18 @@ class FacePipeline:
                                                         device=self.device)])
         self.camera_matrix = None if camera_matrix is None else np.asarray(camera_matrix, dtype=np.float64)
         self.tracks: dict[int, _TrackState] = {}
+        self.reasoner = self._build_reasoner(cfg["occlusion"], backend) if cfg["occlusion"]["enabled"] else None
+
+    def _build_reasoner(self, occ: dict, backend: str) -> OcclusionReasoner:
+        hands = parser = appearance = None
+        if occ["hands"]["enabled"]:
+            hands = HandDetector(occ["hands"], backend=backend, device=self.device, timer=self.timer)
+        if occ["appearance"]["enabled"]:
+            appearance = AppearanceEvidence(AppearanceConfig.from_dict(
+                {k: v for k, v in occ["appearance"].items() if k != "enabled"}))
+        if occ["parser"]["weights"]:
+            parser = FaceParser(load_parser(occ["parser"]["weights"], self.device))
+        return OcclusionReasoner(occ, self.model, self.device, hands=hands, appearance=appearance, parser=parser)
 
     def _fit_config(self) -> FitConfig:
         f = self.config["fitting"]
@@ -128,6 +151,8 @@ class FacePipeline:
     def reset(self) -> None:
         self.tracker.reset()
         self.tracks.clear()
+        if self.reasoner is not None:
+            self.reasoner.reset()
 
     def intrinsics(self, width: int, height: int) -> torch.Tensor:
         cam = self.config["camera"]
@@ -142,6 +167,11 @@ class FacePipeline:
         """(H, W, 3) uint8 BGR -> (3, H, W) float RGB in [0, 1] on the pipeline's device."""
         if image_bgr.dtype != np.uint8 or image_bgr.ndim != 3 or image_bgr.shape[2] != 3:
             raise ValueError(f"expected an (H, W, 3) uint8 BGR image, got {image_bgr.shape} {image_bgr.dtype}")
+        if self.device.type == "cpu":
+            # one pass each for the colour swap and the float conversion (~7x faster than a
+            # permute/flip/div chain); the result is a channels-last strided (3, H, W) view
+            rgb = cv2.cvtColor(image_bgr, cv2.COLOR_BGR2RGB)
+            return torch.from_numpy(rgb).float().mul_(1.0 / 255.0).permute(2, 0, 1)
         t = torch.from_numpy(image_bgr).to(self.device, non_blocking=True)
         return t.permute(2, 0, 1).flip(0).float().div_(255.0)
 
@@ -154,12 +184,21 @@ class FacePipeline:
         tracked = self.tracker(image)
         for tid in tracked.lost_ids:
             self.tracks.pop(tid, None)
+        if self.reasoner is not None and tracked.lost_ids:
+            self.reasoner.forget(tracked.lost_ids)
         if not tracked.track_ids:
             return FrameResult([], width, height, timestamp_s, tracked.lost_ids, dict(self.timer.last))
 
-        with self.timer("fit"):
-            faces = self._fit(tracked, self.intrinsics(width, height), timestamp_s)
-        return FrameResult(faces, width, height, timestamp_s, tracked.lost_ids, dict(self.timer.last))
+        faces, occ = self._fit(image, tracked, self.intrinsics(width, height), timestamp_s)
+        result = FrameResult(faces, width, height, timestamp_s, tracked.lost_ids)
+        if occ is not None:
+            result.occlusion_mask = occ.occlusion_mask.cpu().numpy()
+            result.parsing = occ.m_gamma.cpu().numpy()
+            if occ.deoccluded is not None:
+                rgb = (occ.deoccluded.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()
+                result.deoccluded_bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+        result.stage_ms = dict(self.timer.last)
+        return result
 
     def _new_track(self) -> _TrackState:
         f = self.config["fitting"]
@@ -173,33 +212,60 @@ class FacePipeline:
         sm = self.config["smoothing"]
         return SmoothingConfig.from_single(sm["min_cutoff"], sm["beta"], sm["d_cutoff"], enabled=sm["enabled"])
 
-    def _fit(self, tracked, K: torch.Tensor, timestamp_s: float) -> list[FaceResult]:
+    def _fit(self, image: torch.Tensor, tracked, K: torch.Tensor, timestamp_s: float):
         b = len(tracked.track_ids)
         lm468 = tracked.landmarks468
         lm68 = landmarks68_from_mp468(lm468[..., :2], self.correspondences)
         points = torch.cat([lm68, lm468[:, self.dense_index, :2]], 1)
-        weights = self.base_weights.expand(b, -1)
         states = []
         for tid in tracked.track_ids:
             if tid not in self.tracks:
                 self.tracks[tid] = self._new_track()
             states.append(self.tracks[tid])
+        visible = torch.stack([s.point_visible if s.point_visible is not None
+                               else torch.ones(points.shape[1], dtype=torch.bool, device=self.device) for s in states])
         warm = all(s.fit_state is not None for s in states)
         init = FitState.cat([s.fit_state for s in states]) if warm else None
         prior_mean = torch.stack([s.identity.mean for s in states])
         prior_precision = torch.stack([s.identity.precision for s in states])
         fit_identity = torch.tensor([not s.identity.frozen for s in states], device=self.device)
-        fit = self.fitter(points, weights, K, init=init, identity_prior_mean=prior_mean,
-                          identity_prior_weight=prior_precision, fit_identity=fit_identity)
+        priors = dict(identity_prior_mean=prior_mean, identity_prior_weight=prior_precision, fit_identity=fit_identity)
+        with self.timer("fit"):
+            fit = self.fitter(points, self._weights(visible), K, init=init, **priors)
+        occ = None
+        if self.reasoner is not None:
+            occ_cfg = self.config["occlusion"]
+            with self.timer("occlusion"):
+                occ = self.reasoner(image, fit, K, tracked.track_ids, tracked.rois, deocclude=occ_cfg["deocclude"])
+                new_visible = occ.points_visible(points, occ_cfg["probe_radius_px"])
+            changed = (new_visible != visible).float().mean(1)
+            if occ_cfg["refit"] and bool((changed > occ_cfg["refit_min_change"]).any()):
+                with self.timer("refit"):
+                    fit = self.fitter(points, self._weights(new_visible), K, init=fit,
+                                      iterations=self.config["fitting"]["iterations_warm"], **priors)
+            visible = new_visible
+            lm68_visible = occ.points_visible(lm68, occ_cfg["probe_radius_px"])
         faces = []
         with self.timer("smoothing"):
             for i, tid in enumerate(tracked.track_ids):
                 state = states[i]
                 state.fit_state = fit[i]
+                state.point_visible = visible[i]
                 if not state.identity.frozen:
                     state.identity.update(state.fit_state, prior_mean[i], prior_precision[i])
-                faces.append(self._face_result(tid, tracked, fit, i, lm68[i], state, timestamp_s))
-        return faces
+                face = self._face_result(tid, tracked, fit, i, lm68[i], state, timestamp_s)
+                if occ is not None:
+                    face.landmarks68_visible = lm68_visible[i].cpu().numpy()
+                    face.occlusion_ratio = float(occ.occlusion_ratio[i])
+                    face.occlusion_by_region, face.region_pixels = self.reasoner.region_dicts(occ, i)
+                faces.append(face)
+        return faces, occ
+
+    def _weights(self, visible: torch.Tensor) -> torch.Tensor:
+        """Per-point fitting weights: the configured weights where visible, times `occluded_weight`
+        elsewhere (the paper's eq. 13: 1 on visible facial features, 0.1 on the rest)."""
+        occluded = float(self.config["fitting"]["occluded_weight"])
+        return self.base_weights * torch.where(visible, 1.0, occluded)
 
     def _face_result(self, tid, tracked, fit, i, lm68, state, timestamp_s) -> FaceResult:
         sm = state.smoother(timestamp_s, landmarks68=lm68, rotation=fit.rotation[i],

@@ -57,15 +57,18 @@ def crop_to_image(points: torch.Tensor, rois: torch.Tensor, crop_size: tuple[int
 
 
 def roi_from_points(
-    points: torch.Tensor, left_idx: int, right_idx: int, scale: float, shift_y: float = 0.0
+    points: torch.Tensor, left_idx: int, right_idx: int, scale: float, shift_y: float = 0.0,
+    angle: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """ROIs (B, 4) around (B, N, 2) points, rotated so the line left->right is horizontal.
 
     As MediaPipe's DetectionsToRects + RectTransformation: the box is taken in the rotated frame,
-    made square on its long side and scaled by `scale`.
+    shifted down by `shift_y` times its height (MediaPipe's shift_y), made square on its long side
+    and scaled by `scale`. `angle` (B,) radians, when given, replaces the left->right rotation.
     """
-    delta = points[:, right_idx] - points[:, left_idx]
-    angle = torch.atan2(delta[:, 1], delta[:, 0])
+    if angle is None:
+        delta = points[:, right_idx] - points[:, left_idx]
+        angle = torch.atan2(delta[:, 1], delta[:, 0])
     centre0 = 0.5 * (points.amin(1) + points.amax(1))
     cos, sin = torch.cos(angle), torch.sin(angle)
     rel = points - centre0.unsqueeze(1)
@@ -74,7 +77,7 @@ def roi_from_points(
     v = -rel[..., 0] * sin.unsqueeze(1) + rel[..., 1] * cos.unsqueeze(1)
     umin, umax, vmin, vmax = u.amin(1), u.amax(1), v.amin(1), v.amax(1)
     size = torch.maximum(umax - umin, vmax - vmin) * scale
-    cu, cv = 0.5 * (umin + umax), 0.5 * (vmin + vmax) + shift_y * size
+    cu, cv = 0.5 * (umin + umax), 0.5 * (vmin + vmax) + shift_y * (vmax - vmin)
     cx = centre0[:, 0] + cu * cos - cv * sin
     cy = centre0[:, 1] + cu * sin + cv * cos
     return torch.stack([cx, cy, size, angle], -1)

@@ -6,15 +6,18 @@ from pathlib import Path
 
 import cv2
 
-from .output import draw_overlay, encode_image, face_to_json, frame_name, write_json, write_obj
+from .output import draw_overlay, encode_image, face_to_json, frame_masks, frame_name, write_json, write_obj
 from .paths import atomic_write_bytes
 from .pipeline import FacePipeline
 from .sources import FrameSource
 
 
 def run_on_source(source: FrameSource, out_dir: Path, config: dict, write_overlay: bool = False,
-                  write_meshes: bool = False, independent: bool = False, progress=None) -> dict:
+                  write_meshes: bool = False, write_masks: bool = False, write_deoccluded: bool = False,
+                  independent: bool = False, progress=None) -> dict:
     """Process every frame; returns the summary (also written to out_dir/summary.json)."""
+    if write_deoccluded:
+        config = {**config, "occlusion": {**config["occlusion"], "deocclude": True}}
     pipeline = FacePipeline(config)
     out_dir = Path(out_dir)
     (out_dir / "frames").mkdir(parents=True, exist_ok=True)
@@ -51,12 +54,23 @@ def run_on_source(source: FrameSource, out_dir: Path, config: dict, write_overla
                     video_writer.write(overlay)
                 else:
                     atomic_write_bytes(out_dir / "overlay" / f"{name}.jpg", encode_image(overlay))
-            write_json(out_dir / "frames" / f"{name}.json", {
+            frame_json = {
                 "frame": frame.index,
                 "source": frame.source,
                 "image": {"width": result.width, "height": result.height},
                 "faces": faces_json,
-            })
+            }
+            if write_masks:
+                mask, parsing = frame_masks(result)
+                frame_json["occlusion_mask"] = f"masks/{name}.png"
+                frame_json["parsing"] = f"parsing/{name}.png"
+                atomic_write_bytes(out_dir / frame_json["occlusion_mask"], encode_image(mask, ".png"))
+                atomic_write_bytes(out_dir / frame_json["parsing"], encode_image(parsing, ".png"))
+            if write_deoccluded:
+                image = result.deoccluded_bgr if result.deoccluded_bgr is not None else frame.image_bgr
+                frame_json["deoccluded"] = f"deoccluded/{name}.png"
+                atomic_write_bytes(out_dir / frame_json["deoccluded"], encode_image(image, ".png"))
+            write_json(out_dir / "frames" / f"{name}.json", frame_json)
             frames += 1
             frames_with_faces += bool(result.faces)
     finally:

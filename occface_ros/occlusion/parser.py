@@ -1,0 +1,106 @@
+"""Optional learned face parser (the paper's U-Net): per-pixel labels of labels.py on a face crop.
+
+No face-parsing weights exist offline and none ship: this module defines the network and loads
+a user's trained `state_dict` (config `occlusion.parser.weights`; a later issue trains it). When
+configured, its face probability is one more piece of visibility evidence (reasoner.py).
+
+Weights file: a `torch.save(model.state_dict())` of `ParsingUNet(base_channels=C)`, loaded with
+`torch.load(weights_only=True)` (nothing executes); `base_channels` is inferred from the tensors.
+Input: the face ROI of the tracker (rotated square, 1.5x the landmark extent) resampled to
+`input_size` x `input_size`, RGB in [0, 1]. Output: logits over all labels (len(labels.LABELS)).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..paths import MissingModelError
+from ..roi import crop_rois, roi_affine
+from .labels import FACE_LABELS, HAIR, LABELS
+
+
+def _block(cin: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
+        nn.Conv2d(cout, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
+    )
+
+
+class ParsingUNet(nn.Module):
+    """4-level U-Net (Ronneberger et al.), as in the paper's parsing network; static shapes."""
+
+    def __init__(self, base_channels: int = 16, num_classes: int = len(LABELS), input_size: int = 256):
+        super().__init__()
+        c = base_channels
+        self.input_size = input_size
+        self.down = nn.ModuleList([_block(3, c), _block(c, 2 * c), _block(2 * c, 4 * c), _block(4 * c, 8 * c)])
+        self.bottom = _block(8 * c, 16 * c)
+        self.up = nn.ModuleList([nn.ConvTranspose2d(16 * c >> i, 8 * c >> i, 2, stride=2) for i in range(4)])
+        self.up_blocks = nn.ModuleList([_block(16 * c >> i, 8 * c >> i) for i in range(4)])
+        self.head = nn.Conv2d(c, num_classes, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        skips = []
+        for block in self.down:
+            x = block(x)
+            skips.append(x)
+            x = F.max_pool2d(x, 2)
+        x = self.bottom(x)
+        for up, block, skip in zip(self.up, self.up_blocks, reversed(skips)):
+            x = block(torch.cat([up(x), skip], 1))
+        return self.head(x)
+
+
+def load_parser(path: str | Path, device="cpu") -> ParsingUNet:
+    """ParsingUNet with the weights at `path`; clear errors for a missing, corrupt or foreign file."""
+    path = Path(path)
+    if not path.exists():
+        raise MissingModelError(f"face-parser weights {path} not found (config occlusion.parser.weights)")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unpickling/zip error means the file is unusable
+        raise ValueError(f"face-parser weights {path} are not a readable torch state_dict: {exc}") from exc
+    if not isinstance(state, dict) or "head.weight" not in state or "down.0.0.weight" not in state:
+        raise ValueError(f"face-parser weights {path}: not a ParsingUNet state_dict (see occlusion/parser.py)")
+    net = ParsingUNet(base_channels=int(state["down.0.0.weight"].shape[0]),
+                      num_classes=int(state["head.weight"].shape[0]))
+    if net.head.out_channels != len(LABELS):
+        raise ValueError(f"face-parser weights {path}: {net.head.out_channels} classes, expected {len(LABELS)}")
+    try:
+        net.load_state_dict(state)
+    except RuntimeError as exc:
+        raise ValueError(f"face-parser weights {path} do not match ParsingUNet: {exc}") from exc
+    return net.eval().requires_grad_(False).to(device)
+
+
+class FaceParser:
+    """Callable stage: image (3, H, W) + face ROIs (B, 4) -> face and hair probabilities (B, 2, H, W)."""
+
+    def __init__(self, net: ParsingUNet):
+        self.net = net
+        self.face_labels = torch.tensor(FACE_LABELS)
+
+    @torch.inference_mode()
+    def __call__(self, image: torch.Tensor, rois: torch.Tensor) -> torch.Tensor:
+        size = self.net.input_size
+        crops = crop_rois(image, rois, (size, size))
+        prob = self.net(crops).softmax(1)
+        maps = torch.stack([prob[:, self.face_labels.to(prob.device)].sum(1), prob[:, HAIR]], 1)
+        return uncrop_to_image(maps, rois, image.shape[1], image.shape[2])
+
+
+def uncrop_to_image(maps: torch.Tensor, rois: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Inverse of crop_rois: (B, C, s, s) maps on ROI crops -> (B, C, H, W) in the image (0 outside)."""
+    b, _, s, _ = maps.shape
+    aff = roi_affine(rois)  # unit crop -> pixels
+    a, t = aff[:, :, :2], aff[:, :, 2]
+    inv = torch.linalg.inv(a)  # pixels -> unit crop
+    ys, xs = torch.meshgrid(torch.arange(height, device=maps.device, dtype=maps.dtype),
+                            torch.arange(width, device=maps.device, dtype=maps.dtype), indexing="ij")
+    pix = torch.stack([xs, ys], -1).view(1, -1, 2) - t.view(b, 1, 2)
+    q = pix @ inv.transpose(1, 2)  # (B, HW, 2) in [0, 1] inside the ROI
+    grid = (q * 2 - 1).view(b, height, width, 2)  # crop pixel centres at (k + 0.5) / s (align_corners=False)
+    return F.grid_sample(maps, grid, mode="bilinear", padding_mode="zeros", align_corners=False)

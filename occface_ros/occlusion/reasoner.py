@@ -1,0 +1,237 @@
+"""OcclusionReasoner: fitted faces + image -> M_beta, M_alpha, M_gamma, occlusion mask, visibility.
+
+One callable stage per frame, batched over the faces of the frame (docs/occlusion.md):
+
+1. M_beta (complete parsing): the fitted meshes' labelled face triangles (render/regions.py)
+   rasterized together with one z-buffer (faces may hide each other).
+2. Evidence that a rendered face pixel shows the face, each a likelihood in [0, 1]:
+   hands (palm detection + hand landmarks -> hand silhouettes: likelihood 0 inside),
+   appearance (the track's texture x SH lighting explains the pixel, FOCUS-style),
+   the learned parser's face probability when weights are configured.
+3. M_alpha (visible parsing), the combination rule: a pixel of M_beta's face region keeps its
+   M_beta label when the PRODUCT of the enabled likelihoods is >= `visible_threshold`, else it is
+   OCCLUDER; a hand pixel anywhere is OCCLUDER; the parser's hair off the face is HAIR; the rest
+   is BACKGROUND. (A product = every piece of evidence must agree the face is seen: each source
+   detects occluders the others miss: skin-coloured hands for the hand model, glasses/masks/
+   cups for appearance.)
+4. M_gamma = Algorithm 1 (algorithm1.py); occlusion mask = face in M_beta and not in M_alpha.
+5. Visibility of 2-D points (landmarks, dense fitting points): occluded when the occlusion mask
+   is within `probe_radius_px` of the point (points on the face rim are tested too).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import torch
+import torch.nn.functional as F
+
+from ..camera import scale_intrinsics, transform_points
+from ..hands import hand_mask as hand_silhouettes
+from ..render.parsing import render_parsing
+from ..render.raster import project_to_pixels, rasterize
+from ..render.regions import face_regions
+from . import labels as L
+from .algorithm1 import merge_parsing_maps, occlusion_mask
+from .appearance import shade, surface_attributes
+
+
+@dataclass
+class OcclusionResult:
+    """Per-frame output of OcclusionReasoner (tensors on the pipeline's device)."""
+
+    m_alpha: torch.Tensor  # (H, W) uint8 visible parsing
+    m_beta: torch.Tensor  # (H, W) uint8 complete parsing of the fitted faces
+    m_gamma: torch.Tensor  # (H, W) uint8 Algorithm 1
+    occlusion_mask: torch.Tensor  # (H, W) bool
+    face_index: torch.Tensor  # (H, W) int64: which face (row of the batch) a face pixel belongs to, -1 none
+    face_likelihood: torch.Tensor  # (H, W) float combined evidence (1 off the face)
+    hand_mask: torch.Tensor | None  # (H, W) bool or None when hands are off
+    occlusion_ratio: torch.Tensor  # (B,) occluded / face pixels per face
+    region_pixels: torch.Tensor  # (B, R, 2) int64 (occluded, total) per FACE_LABELS region
+    deoccluded: torch.Tensor | None = None  # (3, H, W) float RGB when requested
+    scale: tuple[float, float] = (1.0, 1.0)  # working resolution / input resolution (x, y)
+    work_occlusion_mask: torch.Tensor | None = None  # the mask at the working resolution
+    _dilated: dict = field(default_factory=dict)
+
+    def upsample(self, height: int, width: int) -> None:
+        """Bring the maps from the working resolution to the input size (nearest neighbour)."""
+        self.work_occlusion_mask = self.occlusion_mask
+        if self.occlusion_mask.shape == (height, width):
+            return
+        def up(t):  # noqa: E306
+            return F.interpolate(t[None, None].to(torch.uint8), size=(height, width), mode="nearest")[0, 0]
+        self.m_alpha, self.m_beta, self.m_gamma = up(self.m_alpha), up(self.m_beta), up(self.m_gamma)
+        self.occlusion_mask = up(self.occlusion_mask).bool()
+        self.face_index = F.interpolate(self.face_index[None, None].float(), size=(height, width),
+                                        mode="nearest")[0, 0].long()
+        if self.hand_mask is not None:
+            self.hand_mask = up(self.hand_mask).bool()
+
+    def points_visible(self, points_px: torch.Tensor, radius_px: float) -> torch.Tensor:
+        """(B, N, 2) input-pixel positions -> (B, N) bool: no occluded face pixel within `radius_px`."""
+        sx, sy = self.scale
+        radius = max(1, round(radius_px * sx)) if radius_px > 0 else 0
+        occ = self._dilated.get(radius)
+        if occ is None:
+            occ = self.work_occlusion_mask.float()[None, None]
+            if radius > 0:
+                occ = F.max_pool2d(occ, 2 * radius + 1, stride=1, padding=radius)
+            occ = self._dilated[radius] = occ[0, 0] > 0
+        h, w = occ.shape
+        x = ((points_px[..., 0] + 0.5) * sx - 0.5).round().long().clamp(0, w - 1)
+        y = ((points_px[..., 1] + 0.5) * sy - 0.5).round().long().clamp(0, h - 1)
+        return ~occ[y, x]
+
+
+class OcclusionReasoner:
+    """Callable stage; keeps per-track appearance state (textures) keyed by track id."""
+
+    def __init__(self, config: dict, model, device: torch.device, hands=None, appearance=None, parser=None):
+        self.config = config
+        self.device = device
+        regions = face_regions(model).to(device)
+        self.triangle_labels = regions.triangle_labels
+        used = torch.unique(regions.triangles)
+        remap = torch.full((model.num_vertices,), -1, dtype=torch.int64, device=device)
+        remap[used] = torch.arange(len(used), device=device)
+        self.vertex_ids = used  # model vertices the face part uses (the others are never computed)
+        self.triangles = remap[regions.triangles]
+        self.regions = regions
+        self.model = model
+        self.hands = hands
+        self.appearance = appearance
+        self.parser = parser
+        self.region_labels = torch.tensor(L.FACE_LABELS, device=device)
+        self.uv = None if model.uv is None else torch.as_tensor(model.uv, dtype=torch.float32, device=device)
+        self.triangle_uv = (None if regions.triangle_uv is None
+                            else torch.as_tensor(regions.triangle_uv, dtype=torch.int64, device=device))
+        self.textures: dict[int, object] = {}  # track id -> appearance.TrackTexture
+
+    def reset(self) -> None:
+        self.textures.clear()
+        if self.hands is not None and hasattr(self.hands, "reset"):
+            self.hands.reset()
+
+    def forget(self, track_ids) -> None:
+        """Drop the state (textures) of lost tracks."""
+        for tid in track_ids:
+            self.textures.pop(tid, None)
+
+    def _expected_image(self, image, frags, attrs, app, face_index, on_face, track_ids) -> torch.Tensor:
+        """(3, H, W): the image with every face pixel replaced by its expected appearance
+        (track texture x SH shading; the shading alone, i.e. the skin reference, where the
+        texture has not learned the texel)."""
+        sel = face_index.clamp_min(0)
+        normals, uv = attrs.normals[0], attrs.uv[0]
+        lighting = app.lighting[sel]  # (H, W, 9, 3)
+        shading = shade(normals.reshape(-1, 3), lighting.reshape(-1, 9, 3)).view(*normals.shape[:2], 3)
+        albedo = torch.ones_like(shading)
+        for f, tid in enumerate(track_ids):
+            texture = self.textures.get(tid)
+            if texture is None or texture.frames == 0:
+                continue
+            mask = on_face & (face_index == f)
+            tex_albedo, confidence = texture.sample(uv[mask])
+            known = (confidence > 0).unsqueeze(-1)
+            albedo[mask] = torch.where(known, tex_albedo, albedo[mask])
+        expected = (albedo * shading).clamp(0, 1).permute(2, 0, 1)
+        return torch.where(on_face[None], expected, image)
+
+    def face_vertices(self, fit) -> torch.Tensor:
+        """(B, V', 3) camera-frame vertices of the labelled face part of each fitted face."""
+        verts = self.model.vertices(fit.identity, fit.expression, index=self.vertex_ids)
+        return transform_points(fit.rotation, fit.translation_m, verts)
+
+    @torch.inference_mode()
+    def __call__(self, image: torch.Tensor, fit, K: torch.Tensor, track_ids: list[int],
+                 rois: torch.Tensor | None = None, deocclude: bool = False) -> OcclusionResult:
+        cfg = self.config
+        full_image = image
+        full_h, full_w = image.shape[1:]
+        verts = self.face_vertices(fit)
+        # work at a resolution where the largest face spans at most max_face_px pixels: the
+        # evidence is per pixel, and a 1080p close-up has 30x more face pixels than it needs
+        extent = project_to_pixels(verts, K)
+        face_px = float((extent.amax(1) - extent.amin(1)).amax())
+        scale = min(1.0, cfg["max_face_px"] / max(face_px, 1.0))
+        if scale < 1.0:
+            height, width = max(1, round(full_h * scale)), max(1, round(full_w * scale))
+            sx, sy = width / full_w, height / full_h
+            image = F.interpolate(image.unsqueeze(0), size=(height, width), mode="area")[0]
+            K = scale_intrinsics(K, sx, sy)
+            if rois is not None:
+                rois = torch.cat([(rois[:, :1] + 0.5) * sx - 0.5, (rois[:, 1:2] + 0.5) * sy - 0.5,
+                                  rois[:, 2:3] * sx, rois[:, 3:]], 1)
+        else:
+            height, width, sx, sy = full_h, full_w, 1.0, 1.0
+        frags = rasterize(verts, self.triangles, K, height, width, backend=cfg["render_backend"], merge_faces=True)
+        m_beta = render_parsing(frags, self.triangle_labels)[0]
+        face_index = frags.face_index[0]
+        on_face = frags.triangle_id[0] >= 0
+
+        likelihood = torch.ones((height, width), device=image.device)
+        hand_mask = None
+        if self.hands is not None:
+            hands = self.hands(full_image)
+            if scale < 1.0:
+                xy = hands.landmarks21[..., :2]
+                xy = torch.stack([(xy[..., 0] + 0.5) * sx - 0.5, (xy[..., 1] + 0.5) * sy - 0.5], -1)
+                hands = replace(hands, landmarks21=torch.cat([xy, hands.landmarks21[..., 2:] * sx], -1))
+            hand_mask = hand_silhouettes(hands, height, width)
+            likelihood = likelihood * (~hand_mask).float()
+        hair = None
+        if self.parser is not None and rois is not None and len(rois):
+            probs = self.parser(image, rois)  # (B, 2, H, W): face, hair
+            sel = face_index.clamp_min(0)
+            face_p = probs[:, 0].gather(0, sel[None])[0]
+            likelihood = torch.where(on_face, likelihood * face_p, likelihood)
+            hair = probs[:, 1].amax(0) > 0.5
+        deoccluded = None
+        if self.appearance is not None:
+            attrs = surface_attributes(frags, verts, self.triangles, self.triangles, uv=self.uv,
+                                       triangle_uv=self.triangle_uv)
+            textures = [self.textures.get(tid) for tid in track_ids]
+            app = self.appearance(image, frags, attrs.normals, attrs.uv, m_beta[None], textures,
+                                  prior_occluded=hand_mask, view_cosine=attrs.view_cosine)
+            self.textures.update(zip(track_ids, app.textures))
+            face_p = app.face_likelihood.gather(0, face_index.clamp_min(0)[None])[0]
+            likelihood = torch.where(on_face, likelihood * face_p, likelihood)
+            if deocclude:
+                deoccluded = self._expected_image(image, frags, attrs, app, face_index, on_face, track_ids)
+
+        visible = likelihood >= cfg["visible_threshold"]
+        m_alpha = torch.full_like(m_beta, L.BACKGROUND)
+        if hair is not None:
+            m_alpha[hair & ~on_face] = L.HAIR
+        m_alpha = torch.where(on_face & visible, m_beta, m_alpha)
+        m_alpha[on_face & ~visible] = L.OCCLUDER
+        if hand_mask is not None:
+            m_alpha[hand_mask] = L.OCCLUDER
+        m_gamma = merge_parsing_maps(m_alpha, m_beta)
+        occluded = occlusion_mask(m_alpha, m_beta)
+
+        b = len(track_ids)
+        region = torch.searchsorted(self.region_labels, m_beta.long().clamp(max=int(self.region_labels[-1])))
+        is_region = on_face & torch.isin(m_beta, self.region_labels.to(m_beta.dtype))
+        key = (face_index * len(self.region_labels) + region)[is_region]
+        total = torch.bincount(key, minlength=b * len(self.region_labels))
+        occ = torch.bincount(key, weights=occluded[is_region].float(), minlength=b * len(self.region_labels))
+        region_pixels = torch.stack([occ.long(), total], -1).view(b, len(self.region_labels), 2)
+        sums = region_pixels.sum(1)
+        ratio = sums[:, 0].float() / sums[:, 1].clamp_min(1).float()
+        result = OcclusionResult(m_alpha, m_beta, m_gamma, occluded, face_index, likelihood, hand_mask,
+                                 ratio, region_pixels, None, scale=(sx, sy))
+        result.upsample(full_h, full_w)
+        if deoccluded is not None:
+            if scale < 1.0:
+                deoccluded = F.interpolate(deoccluded.unsqueeze(0), size=(full_h, full_w), mode="bilinear",
+                                           align_corners=False)[0]
+            result.deoccluded = torch.where(result.occlusion_mask[None], deoccluded, full_image)
+        return result
+
+    def region_dicts(self, result: OcclusionResult, i: int) -> tuple[dict[str, float], dict[str, tuple[int, int]]]:
+        """(ratio per region name, (occluded, total) pixels per region name) of face i."""
+        counts = result.region_pixels[i].cpu().numpy()
+        names = [L.LABELS[int(k)] for k in self.region_labels]
+        ratios = {n: float(o) / float(t) if t else 0.0 for n, (o, t) in zip(names, counts)}
+        return ratios, {n: (int(o), int(t)) for n, (o, t) in zip(names, counts)}
