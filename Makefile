@@ -5,7 +5,7 @@ REF    := .venv-ref
 PIP    := $(VENV)/bin/python -m pip --disable-pip-version-check
 BIN    := $(VENV)/bin
 
-.PHONY: venv venv-ref ros demo test bench clean
+.PHONY: venv venv-ref ros demo test bench eval clean
 
 venv: $(VENV)/.stamp ros
 $(VENV)/.stamp: requirements/torch.txt requirements/core.txt requirements/dev.txt requirements/mediapipe.txt setup.py
@@ -34,8 +34,8 @@ $(REF)/.stamp: requirements/reference.txt
 
 demo: venv
 	$(BIN)/occface clip --output demo_out/input.mp4
-	$(BIN)/occface run --input demo_out/input.mp4 --output demo_out --write-overlay --write-meshes
-	@echo "demo: results in demo_out/ (frames/*.json, summary.json, overlay.mp4, meshes/)"
+	$(BIN)/occface run --input demo_out/input.mp4 --output demo_out --write-overlay --write-meshes --write-masks
+	@echo "demo: results in demo_out/ (frames/*.json, summary.json, overlay.mp4, meshes/, masks/, parsing/)"
 
 test: venv venv-ref
 	$(BIN)/python -m pytest -q test
@@ -43,5 +43,8 @@ test: venv venv-ref
 bench: venv venv-ref
 	$(BIN)/occface bench --json bench_out/bench.json
 
+eval: venv venv-ref
+	$(BIN)/occface eval --output eval_out
+
 clean:
-	rm -rf demo_out bench_out .pytest_cache
+	rm -rf demo_out bench_out eval_out .pytest_cache

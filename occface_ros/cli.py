@@ -1,4 +1,4 @@
-"""`occface` command line: run, bench, clip, data fetch, models fetch/convert."""
+"""`occface` command line: run, bench, eval, clip, data fetch, models fetch/convert."""
 from __future__ import annotations
 
 import argparse

@@ -81,7 +81,7 @@ _CHOICES = {
     "output.mesh_units": ("m",),
     "occlusion.render_backend": ("auto", "torch", "nvdiffrast"),
 }
-_POSITIVE = ("detection.min_score", "landmarks.presence_threshold", "landmarks.roi_scale",
+_POSITIVE = ("detection.min_score", "detection.fallback_min_score", "landmarks.presence_threshold", "landmarks.roi_scale",
              "camera.hfov_deg", "smoothing.min_cutoff", "smoothing.d_cutoff", "detection.max_faces",
              "occlusion.max_face_px")
 

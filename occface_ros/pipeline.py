@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from . import nets
-from .camera import intrinsics_from_fov, intrinsics_from_values, yaw_pitch_roll_deg
+from .camera import intrinsics_from_fov, intrinsics_from_values, project_points, transform_points, yaw_pitch_roll_deg
 from .config import load_config
 from .correspondence import landmarks68_from_mp468, load_correspondences
 from .detection import FaceDetector
@@ -89,7 +89,7 @@ class FacePipeline:
         fallback = None
         if det_cfg["model"] == "short" and det_cfg["fallback_full"]:
             fallback = FaceDetector(nets.load_detector("face_detector_full", backend=backend, device=self.device),
-                                    det_cfg["min_score"], det_cfg["nms_iou"])
+                                    det_cfg["fallback_min_score"], det_cfg["nms_iou"])
         landmark_net = nets.load_network("face_landmarks", backend=backend, device=self.device)
         self.tracker = FaceTracker(
             FaceDetector(primary, det_cfg["min_score"], det_cfg["nms_iou"]),
@@ -245,6 +245,9 @@ class FacePipeline:
                                       iterations=self.config["fitting"]["iterations_warm"], **priors)
             visible = new_visible
             lm68_visible = occ.points_visible(lm68, occ_cfg["probe_radius_px"])
+            # landmarks predicted through the occlusion: hidden ones from the fitted model (fitted
+            # with those points down-weighted), visible ones as FaceMesh saw them
+            lm68 = torch.where(lm68_visible.unsqueeze(-1), lm68, self._model_landmarks68(fit, K))
         faces = []
         with self.timer("smoothing"):
             for i, tid in enumerate(tracked.track_ids):
@@ -260,6 +263,11 @@ class FacePipeline:
                     face.occlusion_by_region, face.region_pixels = self.reasoner.region_dicts(occ, i)
                 faces.append(face)
         return faces, occ
+
+    def _model_landmarks68(self, fit, K: torch.Tensor) -> torch.Tensor:
+        """(B, 68, 2) pixels: the fitted model's 68 landmark vertices, projected."""
+        verts = self.model.vertices(fit.identity, fit.expression, index=self.model.landmarks68)
+        return project_points(transform_points(fit.rotation, fit.translation_m, verts), K)
 
     def _weights(self, visible: torch.Tensor) -> torch.Tensor:
         """Per-point fitting weights: the configured weights where visible, times `occluded_weight`
