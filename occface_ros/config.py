@@ -83,7 +83,7 @@ _CHOICES = {
 }
 _POSITIVE = ("detection.min_score", "detection.fallback_min_score", "landmarks.presence_threshold", "landmarks.roi_scale",
              "camera.hfov_deg", "smoothing.min_cutoff", "smoothing.d_cutoff", "detection.max_faces",
-             "occlusion.max_face_px")
+             "occlusion.max_face_px", "occlusion.every_n_frames")
 
 
 def validate(cfg: dict) -> dict:

@@ -1,7 +1,7 @@
 """The ROS-free core: image in, tracked and fitted 3D faces out."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import cv2
 import numpy as np
@@ -68,6 +68,7 @@ class _TrackState:
         self.identity = accumulator
         self.smoother = smoother
         self.point_visible: torch.Tensor | None = None  # (68 + dense,) bool from the last frame
+        self.occlusion = None  # (landmarks68_visible, ratio, ratio per region, pixels per region), last reasoning
 
 
 class FacePipeline:
@@ -121,6 +122,8 @@ class FacePipeline:
         self.camera_matrix = None if camera_matrix is None else np.asarray(camera_matrix, dtype=np.float64)
         self.tracks: dict[int, _TrackState] = {}
         self.reasoner = self._build_reasoner(cfg["occlusion"], backend) if cfg["occlusion"]["enabled"] else None
+        self._frames_since_reasoning = 0
+        self._last_occlusion = None
 
     def _build_reasoner(self, occ: dict, backend: str) -> OcclusionReasoner:
         hands = parser = appearance = None
@@ -153,6 +156,7 @@ class FacePipeline:
         self.tracks.clear()
         if self.reasoner is not None:
             self.reasoner.reset()
+        self._last_occlusion = None
 
     def intrinsics(self, width: int, height: int) -> torch.Tensor:
         cam = self.config["camera"]
@@ -191,6 +195,12 @@ class FacePipeline:
 
         faces, occ = self._fit(image, tracked, self.intrinsics(width, height), timestamp_s)
         result = FrameResult(faces, width, height, timestamp_s, tracked.lost_ids)
+        if occ is not None:
+            self._last_occlusion = occ
+        elif self.reasoner is not None:
+            occ = self._last_occlusion  # a frame between reasoning frames: the last maps (no de-occlusion)
+            if occ is not None:
+                occ = replace(occ, deoccluded=None)
         if occ is not None:
             result.occlusion_mask = occ.occlusion_mask.cpu().numpy()
             result.parsing = occ.m_gamma.cpu().numpy()
@@ -233,18 +243,26 @@ class FacePipeline:
         with self.timer("fit"):
             fit = self.fitter(points, self._weights(visible), K, init=init, **priors)
         occ = None
+        lm68_visible = None
         if self.reasoner is not None:
             occ_cfg = self.config["occlusion"]
-            with self.timer("occlusion"):
-                occ = self.reasoner(image, fit, K, tracked.track_ids, tracked.rois, deocclude=occ_cfg["deocclude"])
-                new_visible = occ.points_visible(points, occ_cfg["probe_radius_px"])
-            changed = (new_visible != visible).float().mean(1)
-            if occ_cfg["refit"] and bool((changed > occ_cfg["refit_min_change"]).any()):
-                with self.timer("refit"):
-                    fit = self.fitter(points, self._weights(new_visible), K, init=fit,
-                                      iterations=self.config["fitting"]["iterations_warm"], **priors)
-            visible = new_visible
-            lm68_visible = occ.points_visible(lm68, occ_cfg["probe_radius_px"])
+            if self._reason_now(states):
+                with self.timer("occlusion"):
+                    occ = self.reasoner(image, fit, K, tracked.track_ids, tracked.rois,
+                                        deocclude=occ_cfg["deocclude"])
+                    new_visible = occ.points_visible(points, occ_cfg["probe_radius_px"])
+                changed = (new_visible != visible).float().mean(1)
+                if occ_cfg["refit"] and bool((changed > occ_cfg["refit_min_change"]).any()):
+                    with self.timer("refit"):
+                        fit = self.fitter(points, self._weights(new_visible), K, init=fit,
+                                          iterations=self.config["fitting"]["iterations_warm"], **priors)
+                visible = new_visible
+                lm68_visible = occ.points_visible(lm68, occ_cfg["probe_radius_px"])
+                for i, state in enumerate(states):
+                    ratios, pixels = self.reasoner.region_dicts(occ, i)
+                    state.occlusion = (lm68_visible[i], float(occ.occlusion_ratio[i]), ratios, pixels)
+            else:  # between reasoning frames: each track's last visibility (occlusion.every_n_frames)
+                lm68_visible = torch.stack([s.occlusion[0] for s in states])
             # landmarks predicted through the occlusion: hidden ones from the fitted model (fitted
             # with those points down-weighted), visible ones as FaceMesh saw them
             lm68 = torch.where(lm68_visible.unsqueeze(-1), lm68, self._model_landmarks68(fit, K))
@@ -257,12 +275,21 @@ class FacePipeline:
                 if not state.identity.frozen:
                     state.identity.update(state.fit_state, prior_mean[i], prior_precision[i])
                 face = self._face_result(tid, tracked, fit, i, lm68[i], state, timestamp_s)
-                if occ is not None:
-                    face.landmarks68_visible = lm68_visible[i].cpu().numpy()
-                    face.occlusion_ratio = float(occ.occlusion_ratio[i])
-                    face.occlusion_by_region, face.region_pixels = self.reasoner.region_dicts(occ, i)
+                if state.occlusion is not None:
+                    face.landmarks68_visible = state.occlusion[0].cpu().numpy()
+                    face.occlusion_ratio, face.occlusion_by_region, face.region_pixels = state.occlusion[1:]
                 faces.append(face)
         return faces, occ
+
+    def _reason_now(self, states) -> bool:
+        """Run the occlusion reasoning on this frame? Every `occlusion.every_n_frames` frames, and
+        always when a track has none yet."""
+        every = int(self.config["occlusion"]["every_n_frames"])
+        self._frames_since_reasoning += 1
+        if every <= 1 or any(s.occlusion is None for s in states) or self._frames_since_reasoning >= every:
+            self._frames_since_reasoning = 0
+            return True
+        return False
 
     def _model_landmarks68(self, fit, K: torch.Tensor) -> torch.Tensor:
         """(B, 68, 2) pixels: the fitted model's 68 landmark vertices, projected."""

@@ -82,3 +82,18 @@ def test_several_faces_get_distinct_ids(pipeline):
     result = pipeline.process(read_image(sample_path("insightface", "t1.jpg")), 0.0)
     ids = [f.track_id for f in result.faces]
     assert len(ids) >= 3 and len(set(ids)) == len(ids)
+
+
+def test_occlusion_reasoning_every_n_frames_keeps_outputs_on_every_frame():
+    from occface_ros.pipeline import FacePipeline
+
+    pipe = FacePipeline(load_config(overrides={"occlusion": {"every_n_frames": 3}}))
+    reasoned = []
+    for i, frame in enumerate(clip_frames(7)):
+        result = pipe.process(frame, i / 30.0)
+        assert len(result.faces) == 1
+        assert result.occlusion_mask is not None and result.occlusion_mask.shape == frame.shape[:2]
+        assert result.parsing is not None and result.parsing.max() > 0
+        assert len(result.faces[0].occlusion_by_region) == 9
+        reasoned.append("occlusion" in result.stage_ms)
+    assert reasoned == [True, False, False, True, False, False, True]  # new track first, then every 3rd

@@ -128,6 +128,13 @@ def test_astronaut_every_topic_with_input_header(live):
     for topic in ("occlusion_mask", "parsing"):
         (im,) = _with(live, topic, h)
         assert (im.encoding, im.height, im.width) == ("mono8", img.shape[0], img.shape[1])
+    (mask,) = _with(live, "occlusion_mask", h)
+    (parsing,) = _with(live, "parsing", h)
+    mask = np.frombuffer(bytes(mask.data), np.uint8).reshape(img.shape[:2])
+    labels = np.frombuffer(bytes(parsing.data), np.uint8).reshape(img.shape[:2])
+    assert set(range(1, 10)) <= set(np.unique(labels).tolist())  # M_gamma: every face region
+    assert 0 < (mask == 255).sum() < 0.15 * (labels > 0).sum()  # her fringe over the forehead
+    assert face.occlusion_skin > 0 and face.occlusion_mouth < 0.05 and face.occlusion_eyes < 0.05
     (markers,) = _with(live, "mesh_markers", h)
     mk = [m for m in markers.markers if m.action == m.ADD][0]
     assert mk.type == mk.TRIANGLE_LIST and len(mk.points) == len(mk.colors) > 0

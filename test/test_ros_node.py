@@ -163,10 +163,10 @@ def test_every_output_carries_the_input_header(rig, photo):
         (img,) = rig.with_stamp(topic, header)
         assert (img.encoding, img.height, img.width, img.step, len(img.data)) == ("mono8", h, w, w, h * w)
     (mask,) = rig.with_stamp("occlusion_mask", header)
-    assert not np.frombuffer(bytes(mask.data), np.uint8).any()  # documented: zeros until the pipeline has masks
+    assert not np.frombuffer(bytes(mask.data), np.uint8).any()  # this pipeline gives no mask: zeros (documented)
     (parsing,) = rig.with_stamp("parsing", header)
     labels = np.frombuffer(bytes(parsing.data), np.uint8)
-    assert set(np.unique(labels).tolist()) == set(range(9))
+    assert set(np.unique(labels).tolist()) == set(range(10))  # landmark-polygon parsing: background + 9 face labels
     (markers,) = rig.with_stamp("mesh_markers", header)
     (mk,) = [m for m in markers.markers if m.action == Marker.ADD]
     assert mk.type == Marker.TRIANGLE_LIST and mk.id == face.track_id and mk.ns == "occface_mesh"

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from . import labels as labels_mod
 
-_STATS_CAP = 4096  # robust statistics (fits, medians, MADs, seed support) use at most ~this many pixels per face
+_STATS_CAP = 2048  # robust statistics (fits, medians, MADs, seed support) use at most ~this many pixels per face
 
 __all__ = [
     "SH_BAND_FACTORS",
@@ -823,7 +823,8 @@ class AppearanceEvidence:
         alpha = (conf / cfg.texture_full_confidence).clamp(0, 1)
         confident = usable & (alpha > 0.5)
         weight = alpha * cos_i.clamp_min(0) * (confident & (z_cold < cfg.threshold_z))
-        gamma = fit_sh_lighting(albedo, n_i, rgb, weight, groups=face, num_groups=num_faces, ridge=cfg.sh_ridge)
+        gamma = fit_sh_lighting(albedo, n_i, rgb, weight, groups=face, num_groups=num_faces, ridge=cfg.sh_ridge,
+                                iterations=3)
         floors = torch.tensor([cfg.texture_luminance_floor, cfg.texture_chroma_floor, cfg.texture_chroma_floor],
                               device=device)
         noise = torch.stack((noise_lum, noise_chroma, noise_chroma), 1)
@@ -836,7 +837,8 @@ class AppearanceEvidence:
             z_known = ((d - centre[face]) / torch.sqrt(scale[face] ** 2 + noise ** 2)).norm(dim=1)
             refit = alpha * cos_i.clamp_min(0) * (confident & (z_known < cfg.texture_inlier_z))
             weight = torch.where(has_scale[face], refit, weight)
-            gamma = fit_sh_lighting(albedo, n_i, rgb, weight, groups=face, num_groups=num_faces, ridge=cfg.sh_ridge)
+            gamma = fit_sh_lighting(albedo, n_i, rgb, weight, groups=face, num_groups=num_faces, ridge=cfg.sh_ridge,
+                                    iterations=3)
         expected = (albedo * shade(n_i, gamma[face])).clamp_min(1e-3)
         d = _opponent(log_rgb - torch.log(expected + cfg.log_epsilon))
         centre = _weighted_centre(d, face, weight, num_faces)

@@ -109,7 +109,7 @@ class OcclusionReasoner:
 
     def reset(self) -> None:
         self.textures.clear()
-        if self.hands is not None and hasattr(self.hands, "reset"):
+        if self.hands is not None:
             self.hands.reset()
 
     def forget(self, track_ids) -> None:
