@@ -1,18 +1,30 @@
 """The ROS-free core: image in, tracked and fitted 3D faces out."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
 import torch
 
 from . import nets
-from .camera import intrinsics_from_fov, intrinsics_from_values, project_points, transform_points, yaw_pitch_roll_deg
+from .camera import (
+    intrinsics_from_fov,
+    intrinsics_from_values,
+    project_points,
+    transform_points,
+    yaw_pitch_roll_deg,
+)
 from .config import load_config
 from .correspondence import landmarks68_from_mp468, load_correspondences
 from .detection import FaceDetector
-from .fitting import FaceFitter, FitConfig, FitState, IdentityAccumulator, IdentityAccumulatorConfig
+from .fitting import (
+    FaceFitter,
+    FitConfig,
+    FitState,
+    IdentityAccumulator,
+    IdentityAccumulatorConfig,
+)
 from .hands import HandDetector
 from .landmarks import FaceLandmarker
 from .morphable import load_morphable_model
@@ -197,16 +209,13 @@ class FacePipeline:
         result = FrameResult(faces, width, height, timestamp_s, tracked.lost_ids)
         if occ is not None:
             self._last_occlusion = occ
-        elif self.reasoner is not None:
-            occ = self._last_occlusion  # a frame between reasoning frames: the last maps (no de-occlusion)
-            if occ is not None:
-                occ = replace(occ, deoccluded=None)
-        if occ is not None:
-            result.occlusion_mask = occ.occlusion_mask.cpu().numpy()
-            result.parsing = occ.m_gamma.cpu().numpy()
-            if occ.deoccluded is not None:
-                rgb = (occ.deoccluded.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()
-                result.deoccluded_bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+        maps = self._last_occlusion  # between reasoning frames: the last maps (occlusion.every_n_frames)
+        if maps is not None:
+            result.occlusion_mask = maps.occlusion_mask.cpu().numpy()
+            result.parsing = maps.m_gamma.cpu().numpy()
+        if occ is not None and occ.deoccluded is not None:
+            rgb = (occ.deoccluded.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()
+            result.deoccluded_bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
         result.stage_ms = dict(self.timer.last)
         return result
 
@@ -223,7 +232,6 @@ class FacePipeline:
         return SmoothingConfig.from_single(sm["min_cutoff"], sm["beta"], sm["d_cutoff"], enabled=sm["enabled"])
 
     def _fit(self, image: torch.Tensor, tracked, K: torch.Tensor, timestamp_s: float):
-        b = len(tracked.track_ids)
         lm468 = tracked.landmarks468
         lm68 = landmarks68_from_mp468(lm468[..., :2], self.correspondences)
         points = torch.cat([lm68, lm468[:, self.dense_index, :2]], 1)

@@ -53,7 +53,7 @@ def merge_parsing_maps_reference(m_alpha: np.ndarray, m_beta: np.ndarray) -> np.
     for label in MERGE_ORDER:
         for i in range(height):
             for j in range(width):
-                if m_alpha[i, j] == label:
+                if m_alpha[i, j] == label:  # noqa: SIM114 - the paper's two branches, kept literal
                     m_gamma[i, j] = label
                 elif m_beta[i, j] == label:
                     m_gamma[i, j] = label

@@ -94,7 +94,7 @@ class FaceParser:
 
 def uncrop_to_image(maps: torch.Tensor, rois: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """Inverse of crop_rois: (B, C, s, s) maps on ROI crops -> (B, C, H, W) in the image (0 outside)."""
-    b, _, s, _ = maps.shape
+    b = maps.shape[0]
     aff = roi_affine(rois)  # unit crop -> pixels
     a, t = aff[:, :, :2], aff[:, :, 2]
     inv = torch.linalg.inv(a)  # pixels -> unit crop
