@@ -3,7 +3,7 @@
 Subscribes  image (sensor_msgs/Image, sensor-data QoS), camera_info (optional, sensor-data QoS)
 Publishes   ~/faces (occface_msgs/FaceArray), ~/head_poses (geometry_msgs/PoseArray),
             ~/mesh_markers (visualization_msgs/MarkerArray), ~/occlusion_mask (mono8),
-            ~/parsing (mono8 labels, see parsing.PARSING_LABELS), ~/debug_image (bgr8, off by default),
+            ~/parsing (mono8 labels of occlusion/labels.py), ~/debug_image (bgr8, off by default),
             /tf (tf2_msgs/TFMessage: face_<track_id> under the camera frame), /diagnostics.
 Every output carries the input image's header (stamp and frame_id) unchanged.
 

@@ -13,8 +13,6 @@ import numpy as np
 from ..occlusion.labels import LABELS, MESSAGE_REGION_GROUPS
 from ..render.parsing import landmark_parsing
 
-PARSING_LABELS = LABELS  # mono8 value -> name, documented in docs/ros.md and occlusion/labels.py
-
 
 def parsing_image(result, height: int, width: int) -> tuple[np.ndarray, str]:
     """(label image, source) where source is 'pipeline' or 'landmarks'."""
