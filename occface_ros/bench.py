@@ -11,7 +11,7 @@ import time
 import numpy as np
 
 from .clip import clip_frames
-from .config import load_config
+from .config import for_files, load_config
 from .pipeline import FacePipeline
 
 DETECT_LANDMARK_STAGES = ("preprocess", "detection", "landmarks", "tracking")
@@ -27,7 +27,7 @@ def run_bench(num_frames: int = 300, config_path=None, with_reference: bool = Tr
               verbose: bool = True) -> dict:
     cfg = load_config(config_path)
     frames = clip_frames(num_frames)
-    pipeline = FacePipeline(cfg)
+    pipeline = FacePipeline(for_files(cfg))
     for i, f in enumerate(frames[:warmup]):
         pipeline.process(f, i / 30.0)
     pipeline.reset()

@@ -121,6 +121,12 @@ def validate(cfg: dict) -> dict:
     return cfg
 
 
+def for_files(cfg: dict) -> dict:
+    """Copy of `cfg` for processing files (occface run, eval, bench, bag): occlusion reasoned inline,
+    frame by frame, so every written frame has its own maps (occlusion.background is for live use)."""
+    return {**cfg, "occlusion": {**cfg["occlusion"], "background": False}}
+
+
 def load_config(path: str | Path | None = None, overrides: dict | None = None) -> dict:
     """Defaults, then the file at `path`, then `overrides`; validated."""
     cfg = _read_yaml(default_config_path())

@@ -29,6 +29,12 @@ from .hands import HandDetector
 from .landmarks import FaceLandmarker
 from .morphable import load_morphable_model
 from .occlusion.appearance import AppearanceConfig, AppearanceEvidence
+from .occlusion.background import (
+    BackgroundReasoner,
+    ReasoningJob,
+    ReasoningOutcome,
+    reason,
+)
 from .occlusion.parser import FaceParser, load_parser
 from .occlusion.reasoner import OcclusionReasoner
 from .smoothing import SmoothingConfig, TrackSmoother
@@ -72,6 +78,8 @@ class FrameResult:
     occlusion_mask: np.ndarray | None = None  # (H, W) bool, True = occluded face pixel (all faces)
     parsing: np.ndarray | None = None  # (H, W) uint8 M_gamma labels (occlusion/labels.py)
     deoccluded_bgr: np.ndarray | None = None  # (H, W, 3) uint8 when occlusion.deocclude is on
+    occlusion_timestamp_s: float | None = None  # timestamp of the frame the maps were reasoned on
+    # (this frame's when reasoning ran on it; older with occlusion.every_n_frames or .background)
 
 
 class _TrackState:
@@ -81,6 +89,12 @@ class _TrackState:
         self.smoother = smoother
         self.point_visible: torch.Tensor | None = None  # (68 + dense,) bool from the last frame
         self.occlusion = None  # (landmarks68_visible, ratio, ratio per region, pixels per region), last reasoning
+
+    def apply(self, outcome: ReasoningOutcome, i: int) -> None:
+        """Take face i of a reasoning outcome as this track's visibility and occlusion."""
+        ratios, pixels = outcome.regions[i]
+        self.point_visible = outcome.points_visible[i]
+        self.occlusion = (outcome.landmarks68_visible[i], float(outcome.result.occlusion_ratio[i]), ratios, pixels)
 
 
 class FacePipeline:
@@ -134,8 +148,10 @@ class FacePipeline:
         self.camera_matrix = None if camera_matrix is None else np.asarray(camera_matrix, dtype=np.float64)
         self.tracks: dict[int, _TrackState] = {}
         self.reasoner = self._build_reasoner(cfg["occlusion"], backend) if cfg["occlusion"]["enabled"] else None
+        self.background = (BackgroundReasoner(self.reasoner)
+                           if self.reasoner is not None and cfg["occlusion"]["background"] else None)
         self._frames_since_reasoning = 0
-        self._last_occlusion = None
+        self._last_occlusion: ReasoningOutcome | None = None
 
     def _build_reasoner(self, occ: dict, backend: str) -> OcclusionReasoner:
         hands = parser = appearance = None
@@ -166,9 +182,16 @@ class FacePipeline:
     def reset(self) -> None:
         self.tracker.reset()
         self.tracks.clear()
-        if self.reasoner is not None:
+        if self.background is not None:
+            self.background.reset()
+        elif self.reasoner is not None:
             self.reasoner.reset()
         self._last_occlusion = None
+
+    def close(self) -> None:
+        """Stop the background reasoning thread (occlusion.background); process() must not run after."""
+        if self.background is not None:
+            self.background.close()
 
     def intrinsics(self, width: int, height: int) -> torch.Tensor:
         cam = self.config["camera"]
@@ -200,21 +223,25 @@ class FacePipeline:
         tracked = self.tracker(image)
         for tid in tracked.lost_ids:
             self.tracks.pop(tid, None)
-        if self.reasoner is not None and tracked.lost_ids:
-            self.reasoner.forget(tracked.lost_ids)
+        if tracked.lost_ids:
+            if self.background is not None:
+                self.background.forget(tracked.lost_ids)
+            elif self.reasoner is not None:
+                self.reasoner.forget(tracked.lost_ids)
         if not tracked.track_ids:
             return FrameResult([], width, height, timestamp_s, tracked.lost_ids, dict(self.timer.last))
 
-        faces, occ = self._fit(image, tracked, self.intrinsics(width, height), timestamp_s)
+        faces, new = self._fit(image, tracked, self.intrinsics(width, height), timestamp_s)
         result = FrameResult(faces, width, height, timestamp_s, tracked.lost_ids)
-        if occ is not None:
-            self._last_occlusion = occ
-        maps = self._last_occlusion  # between reasoning frames: the last maps (occlusion.every_n_frames)
-        if maps is not None:
-            result.occlusion_mask = maps.occlusion_mask.cpu().numpy()
-            result.parsing = maps.m_gamma.cpu().numpy()
-        if occ is not None and occ.deoccluded is not None:
-            rgb = (occ.deoccluded.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()
+        if new is not None:
+            self._last_occlusion = new
+        last = self._last_occlusion  # between reasoning frames: the last maps (every_n_frames, background)
+        if last is not None and last.result.occlusion_mask.shape == (height, width):
+            result.occlusion_mask = last.result.occlusion_mask.cpu().numpy()
+            result.parsing = last.result.m_gamma.cpu().numpy()
+            result.occlusion_timestamp_s = last.job.timestamp_s
+        if new is not None and new.result.deoccluded is not None:
+            rgb = (new.result.deoccluded.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()
             result.deoccluded_bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
         result.stage_ms = dict(self.timer.last)
         return result
@@ -240,6 +267,12 @@ class FacePipeline:
             if tid not in self.tracks:
                 self.tracks[tid] = self._new_track()
             states.append(self.tracks[tid])
+        new = self.background.collect() if self.background is not None else None
+        if new is not None:  # a frame reasoned in the background: its visibility for the live tracks
+            self.timer.add("occlusion", new.elapsed_ms)
+            for i, tid in enumerate(new.job.track_ids):
+                if tid in self.tracks:
+                    self.tracks[tid].apply(new, i)
         visible = torch.stack([s.point_visible if s.point_visible is not None
                                else torch.ones(points.shape[1], dtype=torch.bool, device=self.device) for s in states])
         warm = all(s.fit_state is not None for s in states)
@@ -250,29 +283,29 @@ class FacePipeline:
         priors = dict(identity_prior_mean=prior_mean, identity_prior_weight=prior_precision, fit_identity=fit_identity)
         with self.timer("fit"):
             fit = self.fitter(points, self._weights(visible), K, init=init, **priors)
-        occ = None
-        lm68_visible = None
         if self.reasoner is not None:
             occ_cfg = self.config["occlusion"]
-            if self._reason_now(states):
+            job = lambda: ReasoningJob(image, fit.clone(), K, list(tracked.track_ids), tracked.rois,  # noqa: E731
+                                       points, lm68, timestamp_s, occ_cfg["probe_radius_px"], occ_cfg["deocclude"])
+            if self.background is not None:
+                if self.background.idle() and self._reason_now(states):
+                    self.background.submit(job())
+            elif self._reason_now(states):
                 with self.timer("occlusion"):
-                    occ = self.reasoner(image, fit, K, tracked.track_ids, tracked.rois,
-                                        deocclude=occ_cfg["deocclude"])
-                    new_visible = occ.points_visible(points, occ_cfg["probe_radius_px"])
-                changed = (new_visible != visible).float().mean(1)
+                    new = reason(self.reasoner, job())
+                changed = (new.points_visible != visible).float().mean(1)
                 if occ_cfg["refit"] and bool((changed > occ_cfg["refit_min_change"]).any()):
                     with self.timer("refit"):
-                        fit = self.fitter(points, self._weights(new_visible), K, init=fit,
+                        fit = self.fitter(points, self._weights(new.points_visible), K, init=fit,
                                           iterations=self.config["fitting"]["iterations_warm"], **priors)
-                visible = new_visible
-                lm68_visible = occ.points_visible(lm68, occ_cfg["probe_radius_px"])
                 for i, state in enumerate(states):
-                    ratios, pixels = self.reasoner.region_dicts(occ, i)
-                    state.occlusion = (lm68_visible[i], float(occ.occlusion_ratio[i]), ratios, pixels)
-            else:  # between reasoning frames: each track's last visibility (occlusion.every_n_frames)
-                lm68_visible = torch.stack([s.occlusion[0] for s in states])
+                    state.apply(new, i)
+                visible = new.points_visible
             # landmarks predicted through the occlusion: hidden ones from the fitted model (fitted
-            # with those points down-weighted), visible ones as FaceMesh saw them
+            # with those points down-weighted), visible ones as FaceMesh saw them; a track not
+            # reasoned on yet (background) counts as visible
+            lm68_visible = torch.stack([s.occlusion[0] if s.occlusion is not None
+                                        else torch.ones(68, dtype=torch.bool, device=self.device) for s in states])
             lm68 = torch.where(lm68_visible.unsqueeze(-1), lm68, self._model_landmarks68(fit, K))
         faces = []
         with self.timer("smoothing"):
@@ -287,7 +320,7 @@ class FacePipeline:
                     face.landmarks68_visible = state.occlusion[0].cpu().numpy()
                     face.occlusion_ratio, face.occlusion_by_region, face.region_pixels = state.occlusion[1:]
                 faces.append(face)
-        return faces, occ
+        return faces, new
 
     def _reason_now(self, states) -> bool:
         """Run the occlusion reasoning on this frame? Every `occlusion.every_n_frames` frames, and

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import cv2
 
+from .config import for_files
 from .output import draw_overlay, encode_image, face_to_json, frame_masks, frame_name, write_json, write_obj
 from .paths import atomic_write_bytes
 from .pipeline import FacePipeline
@@ -18,7 +19,7 @@ def run_on_source(source: FrameSource, out_dir: Path, config: dict, write_overla
     """Process every frame; returns the summary (also written to out_dir/summary.json)."""
     if write_deoccluded:
         config = {**config, "occlusion": {**config["occlusion"], "deocclude": True}}
-    pipeline = FacePipeline(config)
+    pipeline = FacePipeline(for_files(config))
     out_dir = Path(out_dir)
     (out_dir / "frames").mkdir(parents=True, exist_ok=True)
     triangles = pipeline.model.triangles.cpu().numpy()

@@ -27,9 +27,12 @@ class StageTimer:
         finally:
             if self.sync_cuda:
                 torch.cuda.synchronize()
-            ms = (time.perf_counter() - start) * 1e3
-            self.samples[name].append(ms)
-            self.last[name] = self.last.get(name, 0.0) + ms
+            self.add(name, (time.perf_counter() - start) * 1e3)
+
+    def add(self, name: str, ms: float) -> None:
+        """Record `ms` for `name` in this frame (work timed elsewhere, e.g. in a worker thread)."""
+        self.samples[name].append(ms)
+        self.last[name] = self.last.get(name, 0.0) + ms
 
     def new_frame(self) -> None:
         self.last = {}

@@ -97,3 +97,46 @@ def test_occlusion_reasoning_every_n_frames_keeps_outputs_on_every_frame():
         assert len(result.faces[0].occlusion_by_region) == 9
         reasoned.append("occlusion" in result.stage_ms)
     assert reasoned == [True, False, False, True, False, False, True]  # new track first, then every 3rd
+
+
+def test_occlusion_reasoning_in_the_background_flags_the_occluder_a_few_frames_later():
+    from occface_ros.pipeline import FacePipeline
+
+    frames = clip_frames(10)
+    inline = FacePipeline(load_config())
+    first = inline.process(frames[0], 0.0).faces[0]
+    mouth = first.landmarks68[48:60]
+    x0, y0 = (mouth.min(0) - 6).astype(int)
+    x1, y1 = (mouth.max(0) + 6).astype(int)
+    for f in frames:  # a blue card over the mouth (the clip moves the face by a few pixels only)
+        f[y0:y1, x0:x1] = (220, 140, 40)
+
+    pipe = FacePipeline(load_config(overrides={"occlusion": {"background": True}}))
+    try:
+        seen = []
+        for i, frame in enumerate(frames):
+            result = pipe.process(frame, i / 30.0)
+            assert len(result.faces) == 1  # the fast path answers every frame
+            seen.append(result.occlusion_timestamp_s)
+            if result.occlusion_timestamp_s is None:  # nothing reasoned yet: all visible, no maps
+                assert result.occlusion_mask is None and result.faces[0].landmarks68_visible.all()
+        pipe.background.wait()
+        result = pipe.process(frames[-1], len(frames) / 30.0)
+        assert "occlusion" in result.stage_ms  # collected on this frame, timed in the worker
+        stamp = result.occlusion_timestamp_s
+        assert stamp is not None and stamp < result.timestamp_s  # maps of an earlier frame
+        assert [s for s in seen if s is not None] == sorted(s for s in seen if s is not None)
+        face = result.faces[0]
+        assert not face.landmarks68_visible[48:60].any() and face.occlusion_by_region["upper_lip"] > 0.8
+        card = np.zeros(result.occlusion_mask.shape, bool)
+        card[y0:y1, x0:x1] = True
+        assert (result.occlusion_mask & card).sum() > 0.9 * card.sum()
+        # the same frame reasoned inline (a pipeline that reasoned on every frame) agrees
+        inline.reset()
+        for i, frame in enumerate(frames[:round(stamp * 30) + 1]):
+            reference = inline.process(frame, i / 30.0)
+        agree = (reference.faces[0].landmarks68_visible == face.landmarks68_visible).mean()
+        union = (result.occlusion_mask | reference.occlusion_mask).sum()
+        assert agree > 0.9 and (result.occlusion_mask & reference.occlusion_mask).sum() > 0.8 * union
+    finally:
+        pipe.close()

@@ -248,6 +248,10 @@ def test_parameters_runtime_smoothing_and_rejections(rig, photo):
     bad = rig.node.set_parameters([Parameter("smoothing.beta", value="high")])[0]
     assert not bad.successful
     assert rig.node.get_parameter("smoothing.beta").value == 0.3
+    # live defaults of the node (config/occface.yaml has the file-processing ones)
+    assert rig.node.get_parameter("occlusion.background").value is True
+    assert rig.node.get_parameter("runtime.num_threads").value == 1
+    assert rig.node._config["occlusion"]["background"] is True
 
 
 def test_lost_track_deletes_marker_and_debug_image(rig, photo):

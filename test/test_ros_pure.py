@@ -5,19 +5,34 @@ import pytest
 pytest.importorskip("rclpy", reason="ROS 2 wheels not installed (make ros)")
 pytest.importorskip("occface_msgs.msg", reason="interfaces not built (tools/build_interfaces.sh)")
 
+from rclpy.serialization import deserialize_message  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
+from visualization_msgs.msg import MarkerArray  # noqa: E402
 
-from occface_ros.ros import messages as M  # noqa: E402
-from occface_ros.ros.diagnostics import ERROR, OK, WARN, Health, Thresholds  # noqa: E402
-from occface_ros.ros.image_conversion import (ImageConversionError, fill_image_msg, image_msg_to_bgr8,  # noqa: E402
-                                              image_to_array)
-from occface_ros.ros.mesh_lod import simplify  # noqa: E402
-from occface_ros.ros.params import (NODE_DEFAULTS, core_defaults, core_overrides, read_config_file,  # noqa: E402
-                                    validate_value)
 from occface_ros.occlusion.labels import LABEL_IDS  # noqa: E402
 from occface_ros.render.parsing import landmark_parsing  # noqa: E402
-from occface_ros.ros.parsing import occlusion_mask_image, parsing_image, region_occlusion  # noqa: E402
+from occface_ros.ros import messages as M  # noqa: E402
+from occface_ros.ros.diagnostics import ERROR, OK, WARN, Health, Thresholds  # noqa: E402
+from occface_ros.ros.image_conversion import (  # noqa: E402
+    ImageConversionError,
+    fill_image_msg,
+    image_msg_to_bgr8,
+    image_to_array,
+)
+from occface_ros.ros.mesh_lod import simplify  # noqa: E402
+from occface_ros.ros.params import (  # noqa: E402
+    NODE_DEFAULTS,
+    core_defaults,
+    core_overrides,
+    read_config_file,
+    validate_value,
+)
+from occface_ros.ros.parsing import (  # noqa: E402
+    occlusion_mask_image,
+    parsing_image,
+    region_occlusion,
+)
 from occface_ros.ros.testing import FakePipeline  # noqa: E402
 
 
@@ -153,10 +168,11 @@ def test_face_messages_from_a_frame():
     verts = pipe.mesh_vertices(frame.faces[0])
     px = pipe.project(verts, 160, 120)
     cols = M.sample_colours(np.full((120, 160, 3), 200, np.uint8), px)
-    mk = M.mesh_marker(header, 1, verts, pipe.model.triangles, cols)
+    raw = M.mesh_marker_array_cdr(header, [(1, verts, pipe.model.triangles, cols)], deleted_track_ids=[7])
+    deleted, mk = deserialize_message(raw, MarkerArray).markers
+    assert (deleted.id, deleted.action) == (7, deleted.DELETE) and deleted.header == header
     assert mk.type == mk.TRIANGLE_LIST and len(mk.points) == 3 * len(pipe.model.triangles) == len(mk.colors)
-    assert mk.colors[0].r == pytest.approx(200 / 255)
-    assert M.delete_marker(header, 7).action == mk.DELETE
+    assert mk.header == header and mk.id == 1 and mk.colors[0].r == pytest.approx(200 / 255)
 
 
 def test_health_levels():
@@ -209,22 +225,38 @@ def test_params_round_trip_and_validation(tmp_path):
         load_config(None, core)
 
 
-def test_bulk_mesh_marker_serializes_like_the_generated_constructors():
+def test_spliced_mesh_markers_equal_the_generated_serialization():
+    """mesh_marker_array_cdr splices numpy buffers into a template: the same message as the slow path."""
     import numpy as np
     from geometry_msgs.msg import Point
     from rclpy.serialization import serialize_message
     from std_msgs.msg import ColorRGBA, Header
+    from visualization_msgs.msg import Marker
 
     from occface_ros.ros import messages as M
 
     rng = np.random.default_rng(0)
-    verts, tris = rng.random((50, 3)), rng.integers(0, 50, (200, 3))
-    colours = rng.random((50, 3)).astype(np.float32)
-    header = Header(frame_id="cam")
-    fast = M.mesh_marker(header, 3, verts, tris, colours)
-    ref = M.mesh_marker(header, 3, verts, tris, None)
-    idx = tris.reshape(-1)
-    ref.points = [Point(x=x, y=y, z=z) for x, y, z in verts[idx].tolist()]
-    ref.colors = [ColorRGBA(r=r, g=g, b=b, a=1.0) for r, g, b in colours.astype(np.float64)[idx].tolist()]
-    assert serialize_message(fast) == serialize_message(ref)
-    assert len(fast.points) == len(fast.colors) == 600
+    header = Header(frame_id="camera_optical")
+    header.stamp.sec, header.stamp.nanosec = 12, 345
+    meshes = [(3, rng.random((50, 3)), rng.integers(0, 50, (200, 3)), rng.random((50, 3)).astype(np.float32)),
+              (4, rng.random((7, 3)) - 0.5, rng.integers(0, 7, (5, 3)), None),  # no colours
+              (5, np.zeros((0, 3)), np.zeros((0, 3), np.int64), None),  # empty mesh
+              (9, rng.random((30, 3)), rng.integers(0, 30, (41, 3)), rng.random((30, 3)).astype(np.float32))]
+    raw = M.mesh_marker_array_cdr(header, meshes, deleted_track_ids=[1, 2], lifetime_s=0.25)
+    ref = [Marker(header=header, ns=M.MESH_NS, id=t, action=Marker.DELETE) for t in (1, 2)]
+    for track_id, verts, tris, colours in meshes:
+        m = Marker(header=header, ns=M.MESH_NS, id=track_id, type=Marker.TRIANGLE_LIST, action=Marker.ADD)
+        m.pose.orientation.w = 1.0
+        m.scale.x = m.scale.y = m.scale.z = 1.0
+        m.color = ColorRGBA(r=0.8, g=0.7, b=0.6, a=1.0)
+        m.lifetime.nanosec = 250_000_000
+        idx = tris.reshape(-1)
+        m.points = [Point(x=x, y=y, z=z) for x, y, z in verts[idx].tolist()]
+        if colours is not None:
+            m.colors = [ColorRGBA(r=r, g=g, b=b, a=1.0) for r, g, b in colours.astype(np.float64)[idx].tolist()]
+        ref.append(m)
+    back = deserialize_message(raw, MarkerArray)
+    assert back == deserialize_message(serialize_message(MarkerArray(markers=ref)), MarkerArray)
+    assert len(raw) == len(serialize_message(MarkerArray(markers=ref)))
+    assert [len(m.points) for m in back.markers] == [0, 0, 600, 15, 0, 123]
+    assert back.markers[5].points[-1].x == pytest.approx(float(meshes[3][1][meshes[3][2][-1, -1], 0]))

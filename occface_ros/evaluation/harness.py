@@ -29,6 +29,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ..config import for_files
 from . import metrics as M
 from .occluders import OCCLUDER_KINDS, apply_occluder, occluder_seed
 
@@ -994,7 +995,7 @@ def run_evaluation(output_dir, quick: bool = False, config_path=None, with_refer
     cfg, stage = _eval_config(config_path, device, occlusion)
     mask_expected = stage == "on"  # the stage runs: a frame without a mask (no face) flags nothing
     start = time.perf_counter()
-    pipeline = FacePipeline(cfg)
+    pipeline = FacePipeline(for_files(cfg))
     reference = Reference(with_reference)
     total = (len(settings.photos) * (1 + len(settings.occluders))
              + len(settings.jitter_photos) * (1 + 2 * settings.jitter_frames) + 2 * settings.synthetic_frames)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import ConfigError, load_config
+from ..config import ConfigError, for_files, load_config
 from ..paths import repo_root
 from .diagnostics import Health, Thresholds
 from .image_conversion import ImageConversionError, image_msg_to_bgr8
@@ -104,7 +104,7 @@ def replay_bag(input_path: str | Path, output_path: str | Path, *, config_path: 
     if unknown:
         raise BagError(f"unknown options {sorted(unknown)}")
     opts.update(options or {})
-    cfg = load_config(config_path)
+    cfg = for_files(load_config(config_path))
     if pipeline_factory is None:
         from ..pipeline import FacePipeline as pipeline_factory  # noqa: N813
 
@@ -136,7 +136,7 @@ def replay_bag(input_path: str | Path, output_path: str | Path, *, config_path: 
                 return out_conns[key]
 
             def write(topic, msgtype, t_ns, msg):
-                writer.write(conn_for(topic, msgtype), t_ns, serialize_message(msg))
+                writer.write(conn_for(topic, msgtype), t_ns, msg if isinstance(msg, bytes) else serialize_message(msg))
                 summary["messages_written"] += 1
                 summary["topics"][topic] = summary["topics"].get(topic, 0) + 1
 
@@ -176,7 +176,7 @@ def replay_bag(input_path: str | Path, output_path: str | Path, *, config_path: 
                     health.error(exc.cause, str(exc), now=t_ns * 1e-9)
                     continue
                 if st["pipeline"] is None:
-                    st["pipeline"] = pipeline_factory(load_config(config_path) if config_path else cfg)
+                    st["pipeline"] = pipeline_factory(cfg)
                     st["builder"] = OutputBuilder(st["pipeline"])
                 pipe = st["pipeline"]
                 info = st["info"]

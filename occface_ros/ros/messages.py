@@ -5,13 +5,23 @@ input image's header unchanged.
 """
 from __future__ import annotations
 
+import struct
+
 import numpy as np
-from geometry_msgs.msg import Point, Point32, Pose, PoseArray, Quaternion, Transform, TransformStamped, Vector3
+from geometry_msgs.msg import (
+    Point,
+    Point32,
+    Pose,
+    PoseArray,
+    Quaternion,
+    Transform,
+    TransformStamped,
+    Vector3,
+)
+from occface_msgs.msg import Face, FaceArray
 from sensor_msgs.msg import Image
 from std_msgs.msg import ColorRGBA
 from visualization_msgs.msg import Marker, MarkerArray
-
-from occface_msgs.msg import Face, FaceArray
 
 from .image_conversion import fill_image_msg
 from .parsing import region_occlusion
@@ -106,57 +116,84 @@ def sample_colours(image_bgr: np.ndarray, pixels: np.ndarray) -> np.ndarray:
     return image_bgr[y, x, ::-1].astype(np.float32) / 255.0
 
 
-def _bulk_points(xyz: np.ndarray) -> list:
-    """geometry_msgs/Point per row of an (N, 3) float64 array, filling the generated slots directly.
-
-    The generated constructors validate every field; a mesh marker has ~10^4 points and colours
-    per frame, so this skips the checks: the values are Python floats by construction.
-    """
-    new = Point.__new__
-    out = []
-    for x, y, z in xyz.tolist():
-        p = new(Point)
-        p._x = x
-        p._y = y
-        p._z = z
-        p._check_fields = False
-        out.append(p)
-    return out
-
-
-def _bulk_colours(rgb: np.ndarray) -> list:
-    """std_msgs/ColorRGBA (alpha 1) per row of an (N, 3) array in [0, 1]; see _bulk_points."""
-    new = ColorRGBA.__new__
-    out = []
-    for r, g, b in rgb.tolist():
-        c = new(ColorRGBA)
-        c._r = r
-        c._g = g
-        c._b = b
-        c._a = 1.0
-        c._check_fields = False
-        out.append(c)
-    return out
-
-
-def mesh_marker(header, track_id: int, vertices: np.ndarray, triangles: np.ndarray,
-                vertex_colours: np.ndarray | None, ns: str = MESH_NS, lifetime_s: float = 0.0) -> Marker:
-    """One TRIANGLE_LIST marker: 3 points (and 3 colours when given) per triangle, in header.frame_id."""
+def _mesh_marker(header, track_id: int, ns: str, lifetime_s: float) -> Marker:
     m = Marker(header=header, ns=ns, id=int(track_id), type=Marker.TRIANGLE_LIST, action=Marker.ADD)
     m.pose.orientation.w = 1.0
     m.scale.x = m.scale.y = m.scale.z = 1.0
     m.color = ColorRGBA(r=0.8, g=0.7, b=0.6, a=1.0)
     m.lifetime.sec = int(lifetime_s)
     m.lifetime.nanosec = int(round((lifetime_s - int(lifetime_s)) * 1e9))
-    idx = np.asarray(triangles, np.intp).reshape(-1)
-    m.points = _bulk_points(np.asarray(vertices, np.float64)[idx])
-    if vertex_colours is not None:
-        m.colors = _bulk_colours(np.asarray(vertex_colours, np.float32)[idx])
     return m
 
 
-def delete_marker(header, track_id: int, ns: str = MESH_NS) -> Marker:
-    return Marker(header=header, ns=ns, id=int(track_id), action=Marker.DELETE)
+# Sentinels of marker k: exactly representable in float64 / float32, never produced by a mesh.
+def _sentinel_point(k: int) -> tuple[float, float, float]:
+    return (-(k + 1) * 2.0 ** -1000, 3 * 2.0 ** -1001, -5 * 2.0 ** -1002)
+
+
+def _sentinel_colour(k: int) -> tuple[float, float, float, float]:
+    return (-(k + 1) * 2.0 ** -100, 3 * 2.0 ** -101, -5 * 2.0 ** -102, 7 * 2.0 ** -103)
+
+
+def mesh_marker_array_cdr(header, meshes, deleted_track_ids=(), ns: str = MESH_NS,
+                          lifetime_s: float = 0.0) -> bytes:
+    """Serialized visualization_msgs/MarkerArray: a DELETE marker per id in `deleted_track_ids`,
+    then one TRIANGLE_LIST marker per (track_id, vertices (N, 3) m, triangles (T, 3),
+    colours (N, 3) RGB in [0, 1] or None): 3 points (and colours) per triangle, in header.frame_id.
+
+    A mesh marker has ~10^4 points; building them as Python Point objects costs ~10 ms per frame
+    and converting them back in publish() as much again. Instead the distro's own serializer
+    writes a template with one sentinel point (and colour) per marker and the numpy buffers are
+    spliced in at the sentinels (the inserted sizes are multiples of 8, so CDR alignment is kept).
+    The bytes deserialize to the full message (tested); Publisher.publish and the bag writer take
+    them as they are.
+    """
+    from rclpy.serialization import serialize_message  # noqa: PLC0415 - rclpy only where ROS runs
+
+    markers = [Marker(header=header, ns=ns, id=int(t), action=Marker.DELETE) for t in deleted_track_ids]
+    payloads = []
+    for k, (track_id, vertices, triangles, colours) in enumerate(meshes):
+        m = _mesh_marker(header, track_id, ns, lifetime_s)
+        idx = np.asarray(triangles, np.intp).reshape(-1)
+        points = np.asarray(vertices, np.float64)[idx]
+        rgba = None
+        if colours is not None:
+            rgba = np.ones((len(idx), 4), np.float32)
+            rgba[:, :3] = np.asarray(colours, np.float32)[idx]
+        if len(idx):
+            m.points = [Point(x=x, y=y, z=z) for x, y, z in [_sentinel_point(k)]]
+            if rgba is not None:
+                m.colors = [ColorRGBA(r=r, g=g, b=b, a=a) for r, g, b, a in [_sentinel_colour(k)]]
+            payloads.append((k, points, rgba))
+        markers.append(m)
+    raw = serialize_message(MarkerArray(markers=markers))
+    if not payloads:
+        return raw
+    little = raw[1] & 1  # encapsulation id: odd = little-endian (CDR_LE, PL_CDR_LE, CDR2_LE, ...)
+    e = "<" if little else ">"
+    parts, cursor = [], 0
+    for k, points, rgba in payloads:
+        for values, fmt, data in ((_sentinel_point(k), "ddd", points), (_sentinel_colour(k), "ffff", rgba)):
+            if data is None:
+                continue
+            at = raw.find(struct.pack(e + fmt, *values), cursor)
+            one = struct.pack(e + "I", 1)
+            # the sequence length precedes the data, for points in XCDR1 with 4 bytes of alignment
+            # padding between them (padding bytes are not zeroed); the byte before a points length
+            # is frame_locked (False = 0), so raw[at-8:at-4] == 1 only in the padded layout
+            if at < 8:
+                raise RuntimeError("mesh_marker_array_cdr: sentinel not found in the serialized template")
+            if fmt == "ddd" and raw[at - 8:at - 4] == one:
+                length_at = at - 8
+            elif raw[at - 4:at] == one:
+                length_at = at - 4
+            else:
+                raise RuntimeError("mesh_marker_array_cdr: unexpected CDR layout of visualization_msgs/Marker")
+            parts += [raw[cursor:length_at], struct.pack(e + "I", len(data)), raw[length_at + 4:at],
+                      data.astype(e + fmt[0]).tobytes()]
+            cursor = at + struct.calcsize(fmt)
+    parts.append(raw[cursor:])
+    return b"".join(parts)
 
 
 def delete_all_marker(header, ns: str = MESH_NS) -> Marker:

@@ -20,26 +20,40 @@ import traceback
 
 import numpy as np
 import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
+from geometry_msgs.msg import PoseArray
+from occface_msgs.msg import FaceArray
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
-from rclpy.qos import QoSDurabilityPolicy, QoSHistoryPolicy, QoSProfile, QoSReliabilityPolicy, qos_profile_sensor_data
+from rclpy.qos import (
+    QoSDurabilityPolicy,
+    QoSHistoryPolicy,
+    QoSProfile,
+    QoSReliabilityPolicy,
+    qos_profile_sensor_data,
+)
 from sensor_msgs.msg import CameraInfo, Image
-from diagnostic_msgs.msg import DiagnosticArray
-from geometry_msgs.msg import PoseArray
 from std_msgs.msg import Header
 from visualization_msgs.msg import MarkerArray
-
-from occface_msgs.msg import FaceArray
 
 from ..config import ConfigError, load_config
 from ..paths import MissingModelError
 from . import messages as M
 from .diagnostics import Health, Thresholds
 from .image_conversion import ImageConversionError, have_cv_bridge, image_msg_to_bgr8
-from .outputs import TFMessage, OutputBuilder
-from .params import (DESCRIPTIONS, NODE_DEFAULTS, READ_ONLY, RUNTIME_CORE, core_defaults, core_overrides,
-                     read_config_file, validate_value)
+from .outputs import OutputBuilder, TFMessage
+from .params import (
+    DESCRIPTIONS,
+    LIVE_CORE_DEFAULTS,
+    NODE_DEFAULTS,
+    READ_ONLY,
+    RUNTIME_CORE,
+    core_defaults,
+    core_overrides,
+    read_config_file,
+    validate_value,
+)
 
 OUTPUT_QOS = QoSProfile(reliability=QoSReliabilityPolicy.RELIABLE, history=QoSHistoryPolicy.KEEP_LAST, depth=5)
 TF_QOS = QoSProfile(reliability=QoSReliabilityPolicy.RELIABLE, history=QoSHistoryPolicy.KEEP_LAST, depth=100,
@@ -129,7 +143,7 @@ class OccfaceNode(Node):
                                                                       read_only=True))
         path = self.get_parameter("config_file").value
         core_file, node_file = ({}, {}) if not path else read_config_file(path)
-        base = load_config(None, core_file)  # raises ConfigError with the reason
+        base = load_config(None, _deep_merge(LIVE_CORE_DEFAULTS, core_file))  # raises ConfigError with the reason
         for name, default in core_defaults(base).items():
             runtime = name in RUNTIME_CORE
             desc = DESCRIPTIONS.get(name, "from config/occface.yaml" + ("" if runtime else "; read-only at run time"))
@@ -289,6 +303,8 @@ class OccfaceNode(Node):
             self._lock.notify_all()
         if self._worker.is_alive() and self._worker is not threading.current_thread():
             self._worker.join(timeout_s)
+        if not self._worker.is_alive() and hasattr(self.pipeline, "close"):
+            self.pipeline.close()
 
 
 def _deep_merge(a: dict, b: dict) -> dict:

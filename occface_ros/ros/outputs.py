@@ -44,7 +44,8 @@ class OutputBuilder:
         self._lods: dict[tuple[int, int], object] = {}
 
     def build(self, header, result, bgr: np.ndarray, options):
-        """Yield (key, message) in publishing order (cheapest and most wanted first)."""
+        """Yield (key, message) in publishing order (cheapest and most wanted first); mesh markers come
+        serialized (bytes, see messages.mesh_marker_array_cdr), which publish() and bag writers take as is."""
         prefix = options["tf_prefix"]
         yield "faces", M.face_array_msg(header, result, self.expression_names, prefix)
         yield "head_poses", M.pose_array_msg(header, result.faces)
@@ -58,13 +59,11 @@ class OutputBuilder:
         meshes = None
         if options["publish_mesh_markers"]:
             meshes = self.meshes(result.faces, w, h, int(options["mesh_max_triangles"]))
-            markers = [M.delete_marker(header, tid) for tid in result.lost_track_ids]
             colour = options["mesh_colours_from_image"]
-            lifetime = float(options["mesh_marker_lifetime_s"])
-            for face, (verts, tris, px) in zip(result.faces, meshes):
-                cols = M.sample_colours(bgr, px) if colour and px is not None else None
-                markers.append(M.mesh_marker(header, face.track_id, verts, tris, cols, lifetime_s=lifetime))
-            yield "mesh_markers", M.marker_array(markers)
+            items = [(face.track_id, verts, tris, M.sample_colours(bgr, px) if colour and px is not None else None)
+                     for face, (verts, tris, px) in zip(result.faces, meshes)]
+            yield "mesh_markers", M.mesh_marker_array_cdr(header, items, result.lost_track_ids,
+                                                         lifetime_s=float(options["mesh_marker_lifetime_s"]))
         if options["publish_debug_image"]:
             from ..output import draw_overlay
 
