@@ -69,6 +69,12 @@ def test_jitter_of_known_tracks():
     tracks[3] = np.nan  # a frame without a face is dropped
     assert np.isfinite(metrics.landmark_jitter_px(tracks))
     assert metrics.landmark_jitter_px(np.repeat(base[None], 5, 0)) == pytest.approx(0.0, abs=1e-9)
+    # shake: +-1 px alternation moves every point 2 px per frame; a slow drift barely shakes
+    alternating = base[None] + np.array([1.0, 0.0]) * np.array([1, -1, 1, -1, 1])[:, None, None]
+    assert metrics.frame_to_frame_jitter_px(alternating) == pytest.approx(2.0)
+    drift = base[None] + np.array([0.1, 0.0]) * np.arange(5)[:, None, None]
+    assert metrics.frame_to_frame_jitter_px(drift) == pytest.approx(0.1)
+    assert metrics.landmark_jitter_px(drift) > metrics.frame_to_frame_jitter_px(drift)
 
 
 def test_face_region_covers_the_landmarks_and_the_forehead(annotated_photos):

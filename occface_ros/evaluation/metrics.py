@@ -129,6 +129,18 @@ def landmark_jitter_px(landmarks: np.ndarray) -> float:
     return float(np.sqrt((dev ** 2).sum(-1).mean(0)).mean())
 
 
+def frame_to_frame_jitter_px(landmarks: np.ndarray) -> float:
+    """Shake of (F, N, 2) landmark tracks: mean over the N points of the RMS displacement between
+    consecutive frames (pixels); what a viewer sees as shaking, blind to slow drift (unlike
+    landmark_jitter_px). Pairs with a NaN frame are dropped."""
+    lm = np.asarray(landmarks, dtype=np.float64)
+    step = np.linalg.norm(lm[1:] - lm[:-1], axis=-1)  # (F-1, N)
+    step = step[np.isfinite(step).all(1)]
+    if len(step) == 0:
+        return float("nan")
+    return float(np.sqrt((step ** 2).mean(0)).mean())
+
+
 def rotation_jitter_deg(rotations: np.ndarray) -> float:
     """RMS geodesic angle (degrees) of (F, 3, 3) rotations to their chordal mean."""
     r = np.asarray(rotations, dtype=np.float64)
