@@ -315,6 +315,75 @@ def test_render_parsing_labels_at_landmarks(ict, ict_regions):
         assert parsing[0, 0] == L.BACKGROUND
 
 
+def test_face_part_reaches_the_jaw_line_and_not_the_neck(ict, ict_regions):
+    """The face part is grown from the landmark outline down and back to the jaw line (regions._jaw_extension)."""
+    from occface_ros.render.regions import face_polygons, points_in_polygon
+
+    mean = ict.mean_m.numpy().astype(np.float64)
+    lm = mean[ict.landmarks68.numpy()]
+    used = np.zeros(len(mean), bool)
+    used[ict_regions.triangles.unique().numpy()] = True
+    outline = face_polygons(lm[:, :2])["face"]
+    beyond = used & ~points_in_polygon(mean[:, :2], outline, 1e-3)  # face vertices outside the frontal outline
+    assert beyond.sum() > 100  # the band below and behind the jaw contour vertices
+    assert mean[beyond, 1].max() < max(lm[0, 1], lm[16, 1]) + 1e-9  # only below the top of the contour
+    # frontal view (face 250 px tall): below the face part, down the columns of the chin and jaw
+    # contour points, the full head mesh jumps back to the neck (> 2 cm) within 2 rows: the face
+    # reaches the jaw's silhouette (only the chin's underside steeper than 60 deg is left out). With
+    # the outline from the contour vertices alone the chin stopped 8 rows above its silhouette.
+    parsing, lm_px = _frontal_render(ict, ict_regions)
+    verts, K = _posed(ict)
+    depth = rasterize(verts[None], ict.triangles, K, 480, 640).depth[0].numpy()
+    for k in (4, 6, 8, 10, 12):
+        col = round(float(lm_px[k, 0]))
+        bottom = np.nonzero(parsing[:, col] != L.BACKGROUND)[0].max()
+        steps = np.diff(depth[bottom:bottom + 12, col])
+        assert (steps > 0.02).any() and np.argmax(steps > 0.02) <= 2, k
+    # turned away (yaw 40, 60): the side of the jaw behind the near-side contour vertices is face
+    # (the outline used to end at them); ears and neck stay out (_check_regions' bounds)
+    for yaw in (40.0, 60.0):
+        parsing, lm_px = _frontal_render(ict, ict_regions, yaw=yaw)
+        for k in (2, 3, 4):
+            p = lm_px[k] + 0.1 * (lm_px[k] - lm_px[33])
+            assert parsing[round(p[1]), round(p[0])] == L.SKIN, (yaw, k)
+
+
+def test_face_part_reaches_the_annotated_jaw_contour(annotated_photos):
+    """On real photo fits M_beta covers the annotated jaw-contour polygon (iBUG 0-16) almost entirely.
+
+    Annotations follow the jaw's silhouette; the ICT model's contour vertices sit on the front of the
+    face, above and inside it. With the face outline built from those vertices alone, M_beta covered
+    0.81-0.90 of the polygon (einstein 0.81, takeo 0.89, lenna 0.90; pooled 0.88); grown to the jaw
+    line it covers 0.92-0.95 (pooled 0.94). What is left is the fit's own contour error (a few pixels
+    along the jaw) and the chin's underside. Thresholds: 0.90 per photo (above each old figure)
+    and 0.915 pooled (halfway between). Photos where the clean fit lands on the face
+    (breakingbad's does not).
+    """
+    from occface_ros.config import load_config
+    from occface_ros.evaluation.harness import match_face
+    from occface_ros.pipeline import FacePipeline
+
+    pipeline = FacePipeline(load_config(overrides={"occlusion": {"enabled": True}}))
+    covered, total = 0, 0
+    for photo in annotated_photos:
+        if photo.name not in ("einstein", "lenna", "takeo"):
+            continue
+        pipeline.reset()
+        result = pipeline.process(photo.image_bgr, 0.0)
+        assert match_face(result.faces, photo.landmarks68) is not None, photo.name
+        h, w = photo.image_bgr.shape[:2]
+        jaw = np.zeros((h, w), np.uint8)
+        cv2.fillPoly(jaw, [np.round(photo.landmarks68[:17] * 16).astype(np.int32)], 1, cv2.LINE_8, 4)
+        jaw = jaw.astype(bool)
+        face = np.isin(result.parsing, L.FACE_LABELS)  # face pixels of M_gamma = those of M_beta
+        fraction = (face & jaw).sum() / jaw.sum()
+        print(f"{photo.name}: M_beta covers {fraction:.3f} of the annotated jaw polygon")
+        assert fraction >= 0.9, photo.name
+        covered, total = covered + (face & jaw).sum(), total + jaw.sum()
+    print(f"pooled: {covered / total:.3f}")
+    assert covered / total >= 0.915
+
+
 # ----------------------------------------------------------------------------------- landmark parsing
 
 def test_landmark_parsing_on_annotated_photos(annotated_photos):

@@ -1,10 +1,10 @@
 """Face-region labels of a morphable model, derived from its own 68 landmarks on the mean shape.
 
-`face_regions(model)` returns the FACE part of the mesh (forehead to chin, cheeks up to the ears;
-no scalp, ears or neck) plus triangles that close the holes of the eyes and of the mouth (ICT-FaceKit
-Light has no eyeballs and no mouth socket), with a label per vertex and per triangle from
-`occface_ros.occlusion.labels`. The derivation is geometric and deterministic (docs/occlusion.md,
-"Face regions"):
+`face_regions(model)` returns the FACE part of the mesh (forehead to chin, cheeks back to the ears,
+down to the jaw line; no scalp, ears, underside of the jaw or neck) plus triangles that close the
+holes of the eyes and of the mouth (ICT-FaceKit Light has no eyeballs and no mouth socket), with a
+label per vertex and per triangle from `occface_ros.occlusion.labels`. The derivation is geometric
+and deterministic (docs/occlusion.md, "Face regions"):
 
 1. Frontal view of the mean shape (model x, y). Face polygon: the convex hull of the 68 landmarks,
    the jaw contour (iBUG 0-16) continued up the temples to the mean brow height, and an elliptic
@@ -13,6 +13,14 @@ Light has no eyeballs and no mouth socket), with a label per vertex and per tria
 2. Face triangles: all three corners inside the polygon, on the front surface (a triangle of the
    mean mesh visible in a frontal render, or sharing an edge chain with them inside the polygon:
    the nostrils, eyelid rims and inner lips), the connected patch that holds the nose tip.
+   Then down and back to the jaw line (`_jaw_extension`): a model's iBUG jaw contour vertices
+   (0-16) sit on the front of the face, inside the jaw silhouette that photo annotations (and the
+   evaluation's face region) follow, so the lower cheeks, the sides of the jaw and the chin are
+   grown onto the patch: edge-connected triangles below the top of the contour, outside the hull
+   of the inner landmarks 17-67, whose normal points down by at most `JAW_MAX_DOWN_DEG` (60 deg;
+   the underside of the jaw and chin bounds the growth, so the neck stays out) and whose corners
+   lie less than `JAW_RAMUS_DEPTH` (1) eye width behind the contour's depth at their height (the
+   ramus) and within the contour's width (+0.2 eye width): the ears stay out.
 3. Vertex labels by region polygons in the frontal view, in priority order: eyes (iBUG 36-41 /
    42-47), brows (a band below the iBUG 17-21 / 22-26 brow line), upper lip (outer 48-54 + inner
    60-64), lower lip (outer 54-59, 48 + inner 64-67, 60), nose (bridge 27 to the alae around
@@ -276,6 +284,49 @@ def _zip_loop(loop: np.ndarray, xy: np.ndarray) -> np.ndarray:
     return t[(t[:, 0] != t[:, 1]) & (t[:, 1] != t[:, 2]) & (t[:, 0] != t[:, 2])]
 
 
+JAW_MAX_DOWN_DEG = 60.0
+"""Lower-face extension: a triangle whose normal points down by more than this (from the horizontal
+plane) is under the jaw or the chin (seen only from below): it bounds the extension."""
+JAW_RAMUS_DEPTH = 1.0
+"""Lower-face extension: how far behind the iBUG jaw contour (at the same height) the face part may
+reach, in eye widths (the ramus of the mandible, in front of the ear)."""
+
+
+def _jaw_extension(mean: np.ndarray, tris: np.ndarray, L3: np.ndarray, face_t: np.ndarray,
+                   inner: np.ndarray, eye_w: float) -> np.ndarray:
+    """(T,) bool: triangles that extend the face part from the landmark outline to the jaw line.
+
+    A 3D model's iBUG jaw contour vertices (0-16) lie on the front of the face, inside the jaw's
+    silhouette in a photo (where iBUG annotations put them). The band between them and the jaw
+    line (the lower cheeks, the sides of the jaw back to the ramus, the chin down to where it
+    turns under) is face too. Candidates (mean shape, y up, z towards the viewer): not in the face
+    patch `face_t`, not within `inner` (triangles inside the hull of the inner landmarks 17-67:
+    mouth and nostril insides), every corner below the top of the contour (y < max(y_0, y_16)),
+    less than `JAW_RAMUS_DEPTH` eye widths behind the contour's depth at that corner's height
+    (left/right averaged, interpolated by height: the ramus; excludes the ears and the strip
+    below the ear lobe where the jaw's side runs into the neck) and within the contour's half
+    width + 0.2 eye width (ears stick out beyond it); normal pointing down by at most
+    `JAW_MAX_DOWN_DEG` (the underside of the jaw and chin separates the face from the neck).
+    Kept: the candidates edge-connected to the face patch. Set operations only.
+    """
+    a, b, c = mean[tris[:, 0]], mean[tris[:, 1]], mean[tris[:, 2]]
+    normal = np.cross(b - a, c - a)
+    normal /= np.maximum(np.linalg.norm(normal, axis=1, keepdims=True), 1e-30)
+    if normal[face_t, 2].mean() < 0:  # inward-wound mesh
+        normal = -normal
+    # contour depth by height: left/right averaged, from the top (0/16) down to the chin (8)
+    contour = 0.5 * (L3[0:9] + L3[16:7:-1])
+    order = np.argsort(contour[:, 1])
+    z_min = np.interp(mean[:, 1], contour[order, 1], contour[order, 2]) - JAW_RAMUS_DEPTH * eye_w
+    y_top = max(L3[0, 1], L3[16, 1])
+    half_width = np.abs(L3[[0, 16], 0]).max() + 0.2 * eye_w  # the ears stick out beyond the contour's width
+    cand = (~face_t & ~inner & (mean[tris, 1] < y_top).all(1) & (mean[tris, 2] > z_min[tris]).all(1)
+            & (np.abs(mean[tris, 0]) < half_width).all(1)
+            & (normal[:, 1] > -np.sin(np.radians(JAW_MAX_DOWN_DEG))))
+    comp = _edge_components(tris, face_t | cand)
+    return cand & np.isin(comp, np.unique(comp[face_t]))
+
+
 def _derive(mean: np.ndarray, tris: np.ndarray, lm_idx: np.ndarray, triangle_uv) -> FaceRegions:
     V = mean.shape[0]
     xy = mean[:, :2]
@@ -308,6 +359,10 @@ def _derive(mean: np.ndarray, tris: np.ndarray, lm_idx: np.ndarray, triangle_uv)
         # a pocket: small, and in front of the jaw corners' depth (not the back of the head or the neck)
         if sizes[c] <= 0.05 * face_t.sum() and mean[tris[members].reshape(-1), 2].min() > mean[lm_idx[[0, 16]], 2].min() - 0.5 * eye_w:
             face_t |= members
+    # 2b. lower face down to the jaw line (see _jaw_extension)
+    inner = cv2.convexHull(L[17:68].astype(np.float32)).reshape(-1, 2).astype(np.float64)  # brows to lower lip
+    in_inner_t = points_in_polygon(xy, inner, tol)[tris].all(1)
+    face_t |= _jaw_extension(mean, tris, mean[lm_idx], face_t, in_inner_t, eye_w)
     face_vertices[:] = False
     face_vertices[tris[face_t].reshape(-1)] = True
 
