@@ -250,7 +250,6 @@ def test_parameters_runtime_smoothing_and_rejections(rig, photo):
     assert rig.node.get_parameter("smoothing.beta").value == 0.3
     # live defaults of the node (config/occface.yaml has the file-processing ones)
     assert rig.node.get_parameter("occlusion.background").value is True
-    assert rig.node.get_parameter("runtime.num_threads").value == 1
     assert rig.node._config["occlusion"]["background"] is True
 
 

@@ -287,7 +287,10 @@ class OccfaceNode(Node):
         result = self.pipeline.process(bgr, t)
         self.publish_result(header, result, bgr)
         latency_ms = (time.monotonic() - t_recv) * 1e3
-        self.health.processed(latency_ms, len(result.faces), result.stage_ms)
+        stage_ms = dict(result.stage_ms)
+        if getattr(result, "occlusion_timestamp_s", None) is not None:  # maps reasoned on an earlier frame
+            stage_ms["occlusion_mask_age"] = (t - result.occlusion_timestamp_s) * 1e3
+        self.health.processed(latency_ms, len(result.faces), stage_ms)
 
     def publish_result(self, header, result, bgr: np.ndarray) -> None:
         options = _ParamView(self)

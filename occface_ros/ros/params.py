@@ -27,7 +27,7 @@ NULL_AS = {"camera.fx": 0.0, "camera.fy": 0.0, "camera.cx": 0.0, "camera.cy": 0.
            "occlusion.parser.weights": ""}
 SKIP_SECTIONS = ("output",)
 # the node is live: core defaults that differ from config/occface.yaml's (a config file or -p overrides them)
-LIVE_CORE_DEFAULTS = {"occlusion": {"background": True}, "runtime": {"num_threads": 1}}
+LIVE_CORE_DEFAULTS = {"occlusion": {"background": True}}
 RUNTIME_CORE = ("smoothing.enabled", "smoothing.min_cutoff", "smoothing.beta", "smoothing.d_cutoff")
 
 NODE_DEFAULTS: dict[str, object] = {
