@@ -51,6 +51,7 @@ class FaceTracker:
         self.reset()
 
     def reset(self) -> None:
+        self._primary_detected = self._new_created = False
         self.track_ids: list[int] = []
         self.rois: torch.Tensor | None = None
         self.frames_since_detect = 0
@@ -62,10 +63,11 @@ class FaceTracker:
             return False
         return self.redetect_every > 0 and self.frames_since_detect >= self.redetect_every
 
-    def _detect(self, image: torch.Tensor) -> torch.Tensor:
+    def _detect(self, image: torch.Tensor, fallback_only: bool = False) -> torch.Tensor:
         with self.timer("detection"):
-            det = self.detector(image)
-            if len(det) == 0 and self.fallback_detector is not None:
+            det = None if fallback_only else self.detector(image)
+            self._primary_detected = det is not None and len(det) > 0
+            if not self._primary_detected and self.fallback_detector is not None:
                 det = self.fallback_detector(image)
         return rois_from_detections(det, self.landmarker.roi_scale)
 
@@ -77,16 +79,24 @@ class FaceTracker:
             # a track was lost this frame: look for faces again now rather than one frame late
             again = self._step(image, force_detect=True)
             again.lost_ids = result.lost_ids + again.lost_ids
-            return again
+            result = again
+        if (result.detected and self._primary_detected and self._new_created and not result.new_ids
+                and self.fallback_detector is not None):
+            # the primary model's detections were all rejected by FaceMesh's presence score (e.g. the
+            # short-range model's coarse box around a small, distant face): try the full-range model
+            again = self._step(image, force_detect=True, fallback_only=True)
+            again.lost_ids = result.lost_ids + again.lost_ids
+            result = again
         return result
 
-    def _step(self, image: torch.Tensor, force_detect: bool) -> TrackedFaces:
+    def _step(self, image: torch.Tensor, force_detect: bool, fallback_only: bool = False) -> TrackedFaces:
         new_ids: list[int] = []
         detected = False
+        self._new_created = False
         if force_detect or self._needs_detection():
             detected = True
             self.frames_since_detect = 0
-            det_rois = self._detect(image)
+            det_rois = self._detect(image, fallback_only)
             if det_rois.shape[0]:
                 if self.rois is not None and self.rois.shape[0]:
                     overlap = box_iou(rois_to_boxes(det_rois), rois_to_boxes(self.rois)).amax(1)
@@ -94,6 +104,7 @@ class FaceTracker:
                 free = self.max_faces - len(self.track_ids)
                 det_rois = det_rois[:free]
                 new_ids = [next(self._ids) for _ in range(det_rois.shape[0])]
+                self._new_created = bool(new_ids)
                 self.rois = det_rois if self.rois is None else torch.cat([self.rois, det_rois])
                 self.track_ids = self.track_ids + new_ids
         else:

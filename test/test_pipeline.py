@@ -140,3 +140,23 @@ def test_occlusion_reasoning_in_the_background_flags_the_occluder_a_few_frames_l
         assert agree > 0.9 and (result.occlusion_mask & reference.occlusion_mask).sum() > 0.8 * union
     finally:
         pipe.close()
+
+
+def test_full_range_fallback_when_the_short_models_faces_are_rejected():
+    """einstein with sunglasses: the short-range model's box around the small face (~90 px of 1024)
+    scores 0.51 but FaceMesh's presence on its crop is ~0.1 (track rejected); the tracker then tries
+    the full-range model, whose box gives presence > 0.5 (measured: found, NME 0.12; clean 0.095)."""
+    from occface_ros.evaluation.occluders import apply_occluder, occluder_seed
+    from occface_ros.pipeline import FacePipeline
+    from occface_ros.samples import load_annotated_photos
+
+    photo = next(p for p in load_annotated_photos() if p.name == "einstein")
+    image = apply_occluder("sunglasses", photo.image_bgr, [photo.landmarks68],
+                           occluder_seed("einstein", "sunglasses", 0)).image_bgr
+    cfg = load_config(overrides={"occlusion": {"enabled": False}})
+    pipe = FacePipeline(cfg)
+    faces = pipe.process(image, 0.0).faces
+    assert len(faces) == 1
+    assert nme(faces[0].landmarks68, photo.landmarks68) < 0.15
+    cfg["detection"]["fallback_full"] = False  # without the fallback: the short model's crop is rejected
+    assert FacePipeline(cfg).process(image, 0.0).faces == []
