@@ -71,6 +71,16 @@ class _Probe:
         for key, typ in types.items():
             topic = "/tf" if key == "tf" else f"{ns}/{key}"
             self.subs.append(node.create_subscription(typ, topic, self._cb(key), qos, raw=True))
+        from diagnostic_msgs.msg import DiagnosticArray
+
+        self.processing: dict[str, str] = {}  # values of the node's last "processing" diagnostics status
+        self.subs.append(node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, qos))
+
+    def _on_diagnostics(self, msg):
+        for status in msg.status:
+            if status.name.endswith(": processing"):
+                with self.lock:
+                    self.processing = {kv.key: kv.value for kv in status.values}
 
     def _cb(self, key):
         off = STAMP_OFFSETS[key]
@@ -168,8 +178,14 @@ def run_bench_ros(duration_s: float = 20.0, rate_hz: float = 30.0, step_s: float
         for key, arr in got.items():
             ms = [(arr[st] - t) * 1e3 for st, t in sent if st in arr]
             lat[key] = {"p50_ms": _pct(ms, 50), "p99_ms": _pct(ms, 99), "received": len(ms)}
+        with probe.lock:
+            diag = dict(probe.processing)
+        # the node's own view over its diagnostics window (the trial's last seconds): the background
+        # occlusion reasoning's time and the age of the maps published with a frame
+        occlusion = {k: float(diag[f"stage.{k}_ms_p50"]) for k in ("occlusion", "occlusion_mask_age")
+                     if f"stage.{k}_ms_p50" in diag}
         return {"published": len(sent), "dropped": dropped, "drop_ratio": round(dropped / max(1, len(sent)), 4),
-                "latency": lat}
+                "latency": lat, "node_occlusion_p50_ms": occlusion}
 
     try:
         deadline = time.monotonic() + 120
@@ -187,6 +203,8 @@ def run_bench_ros(duration_s: float = 20.0, rate_hz: float = 30.0, step_s: float
         result["fixed_rate"] = fixed
         log(f"  dropped {fixed['dropped']}/{fixed['published']}; " + ", ".join(
             f"{k} p50 {v['p50_ms']} / p99 {v['p99_ms']} ms" for k, v in fixed["latency"].items()))
+        if fixed["node_occlusion_p50_ms"]:
+            log("  node: " + ", ".join(f"{k} p50 {v:.0f} ms" for k, v in fixed["node_occlusion_p50_ms"].items()))
         if find_peak:
             trials = {}
 
