@@ -236,7 +236,7 @@ def test_parameters_runtime_smoothing_and_rejections(rig, photo):
     ok = rig.node.set_parameters([Parameter("smoothing.min_cutoff", value=2.5), Parameter("smoothing.beta", value=0.3)])
     assert all(r.successful for r in ok)
     rig.send(photo[::4, ::4].copy())
-    assert rig.pipeline.smoothing_calls[-1] == (2.5, 0.3, 1.0)
+    assert rig.pipeline.smoothing_calls[-1] == (2.5, 0.3, 0.5)  # d_cutoff unchanged (config default)
     bad = rig.node.set_parameters([Parameter("smoothing.beta", value=-1.0)])[0]
     assert not bad.successful and "smoothing.beta must be >= 0" in bad.reason
     bad = rig.node.set_parameters([Parameter("smoothing.min_cutoff", value=0.0)])[0]
