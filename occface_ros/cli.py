@@ -112,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--independent", action="store_true",
                    help="treat the images of a folder as unrelated photos (no tracking or smoothing across them)")
     r.add_argument("--device", help="cpu | cuda | cuda:N (overrides the config)")
-    r.add_argument("--backend", help="eager | compile | tensorrt (overrides the config)")
+    r.add_argument("--backend", help="auto | eager | compile | tensorrt | onnxruntime (overrides the config)")
     r.add_argument("--quiet", action="store_true")
     r.set_defaults(func=cmd_run)
 

@@ -75,7 +75,7 @@ def _check_type(path: str, default: Any, value: Any) -> Any:
 
 
 _CHOICES = {
-    "runtime.backend": ("eager", "compile", "tensorrt"),
+    "runtime.backend": ("auto", "eager", "compile", "tensorrt", "onnxruntime"),
     "detection.model": ("short", "full"),
     "model.name": ("ict", "bfm"),
     "output.mesh_units": ("m",),

@@ -37,6 +37,7 @@ from .occlusion.background import (
 )
 from .occlusion.parser import FaceParser, load_parser
 from .occlusion.reasoner import OcclusionReasoner
+from .roi import FrameImage
 from .smoothing import SmoothingConfig, TrackSmoother
 from .timing import StageTimer
 from .tracking import FaceTracker
@@ -202,24 +203,14 @@ class FacePipeline:
             return intrinsics_from_values(cam["fx"], cam["fy"], cam["cx"], cam["cy"]).to(self.device)
         return intrinsics_from_fov(width, height, cam["hfov_deg"]).to(self.device)
 
-    def to_tensor(self, image_bgr: np.ndarray) -> torch.Tensor:
-        """(H, W, 3) uint8 BGR -> (3, H, W) float RGB in [0, 1] on the pipeline's device."""
-        if image_bgr.dtype != np.uint8 or image_bgr.ndim != 3 or image_bgr.shape[2] != 3:
-            raise ValueError(f"expected an (H, W, 3) uint8 BGR image, got {image_bgr.shape} {image_bgr.dtype}")
-        if self.device.type == "cpu":
-            # one pass each for the colour swap and the float conversion (~7x faster than a
-            # permute/flip/div chain); the result is a channels-last strided (3, H, W) view
-            rgb = cv2.cvtColor(image_bgr, cv2.COLOR_BGR2RGB)
-            return torch.from_numpy(rgb).float().mul_(1.0 / 255.0).permute(2, 0, 1)
-        t = torch.from_numpy(image_bgr).to(self.device, non_blocking=True)
-        return t.permute(2, 0, 1).flip(0).float().div_(255.0)
-
     @torch.inference_mode()
     def process(self, image_bgr: np.ndarray, timestamp_s: float) -> FrameResult:
         self.timer.new_frame()
         height, width = image_bgr.shape[:2]
         with self.timer("preprocess"):
-            image = self.to_tensor(image_bgr)
+            image = FrameImage(image_bgr, self.device)  # validates; the float tensor is made on first use
+            if self.device.type != "cpu":
+                image.tensor  # noqa: B018 - upload once; every crop samples the tensor there
         tracked = self.tracker(image)
         for tid in tracked.lost_ids:
             self.tracks.pop(tid, None)
@@ -258,7 +249,7 @@ class FacePipeline:
         sm = self.config["smoothing"]
         return SmoothingConfig.from_single(sm["min_cutoff"], sm["beta"], sm["d_cutoff"], enabled=sm["enabled"])
 
-    def _fit(self, image: torch.Tensor, tracked, K: torch.Tensor, timestamp_s: float):
+    def _fit(self, image: FrameImage, tracked, K: torch.Tensor, timestamp_s: float):
         lm468 = tracked.landmarks468
         lm68 = landmarks68_from_mp468(lm468[..., :2], self.correspondences)
         points = torch.cat([lm68, lm468[:, self.dense_index, :2]], 1)
@@ -285,7 +276,7 @@ class FacePipeline:
             fit = self.fitter(points, self._weights(visible), K, init=init, **priors)
         if self.reasoner is not None:
             occ_cfg = self.config["occlusion"]
-            job = lambda: ReasoningJob(image, fit.clone(), K, list(tracked.track_ids), tracked.rois,  # noqa: E731
+            job = lambda: ReasoningJob(image.tensor, fit.clone(), K, list(tracked.track_ids), tracked.rois,  # noqa: E731
                                        points, lm68, timestamp_s, occ_cfg["probe_radius_px"], occ_cfg["deocclude"])
             if self.background is not None:
                 if self.background.idle() and self._reason_now(states):

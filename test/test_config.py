@@ -5,7 +5,7 @@ from occface_ros.config import ConfigError, load_config
 
 def test_defaults_load_and_validate():
     cfg = load_config()
-    assert cfg["runtime"]["backend"] in ("eager", "compile", "tensorrt")
+    assert cfg["runtime"]["backend"] in ("auto", "eager", "compile", "tensorrt", "onnxruntime")
     assert cfg["detection"]["max_faces"] >= 1
 
 

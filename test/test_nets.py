@@ -97,7 +97,7 @@ def _rel_err(ours: np.ndarray, ref: np.ndarray) -> float:
 
 
 @pytest.mark.parametrize("name", list(nets.MODELS))
-@pytest.mark.parametrize("backend", ["eager", "none"])
+@pytest.mark.parametrize("backend", ["eager", "none", "onnxruntime"])
 def test_parity_with_litert(name, backend, photos):
     batch = _inputs(name, photos)
     refs = _litert(name, batch)
@@ -286,3 +286,39 @@ def test_compile_backend_matches():
     got = net(x)
     for r, g in zip(ref, got):
         torch.testing.assert_close(g, r, rtol=1e-3, atol=1e-3)
+
+
+def test_onnxruntime_backend_batches_caches_and_rebuilds_a_corrupt_export(tmp_path, monkeypatch):
+    """The exported graph takes any batch (faces of a frame), is cached per weights, and a broken
+    cache file is exported again rather than failing."""
+    monkeypatch.setenv("OCCFACE_CACHE", str(tmp_path))
+    name = "face_landmarks"
+    x = nets.example_input(name, batch=3)
+    ref = nets.load_network(name, backend="none")(x)
+    net = nets.load_network(name, backend="onnxruntime")
+    assert net.input_size == (192, 192)
+    for r, g in zip(ref, net(x)):  # batch 3 through a graph exported with batch 1
+        torch.testing.assert_close(g, r, rtol=1e-4, atol=1e-3)
+    (path,) = (tmp_path / "onnx").glob(f"{name}-*.onnx")
+    stamp = path.stat().st_mtime_ns
+    nets.load_network(name, backend="onnxruntime")
+    assert path.stat().st_mtime_ns == stamp  # reused, not exported again
+    path.write_bytes(b"not an onnx graph")
+    again = nets.load_network(name, backend="onnxruntime")
+    assert path.read_bytes() != b"not an onnx graph"
+    for r, g in zip(ref, again(x)):
+        torch.testing.assert_close(g, r, rtol=1e-4, atol=1e-3)
+
+
+def test_auto_backend_picks_onnxruntime_on_cpu_when_installed(monkeypatch):
+    from occface_ros.nets import backends
+
+    have = importlib.util.find_spec("onnxruntime") is not None and importlib.util.find_spec("onnx") is not None
+    assert backends.resolve_auto("cpu") == ("onnxruntime" if have else "eager")
+    net = nets.load_network("face_detector_short", backend="auto")
+    assert isinstance(net, backends.OnnxRuntimeModule) == have
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "onnxruntime" else real(n, *a))
+    assert backends.resolve_auto("cpu") == "eager"
+    with pytest.raises(nets.BackendUnavailable, match="onnxruntime"):
+        nets.load_network("face_detector_short", backend="onnxruntime")

@@ -1,5 +1,7 @@
 import math
 
+import numpy as np
+import pytest
 import torch
 
 from occface_ros.roi import box_iou, crop_rois, crop_to_image, roi_from_points, rois_to_boxes
@@ -74,3 +76,24 @@ def test_cpu_channels_last_crops_match_the_grid_sample_path():
     outside = reference[2] == 0  # the third ROI reaches past the image corner: zero border
     assert float(outside.float().mean()) > 0.1 and float((fast[2] == 0)[outside].float().mean()) > 0.99
     assert np.isclose(float(fast.sum()), float(reference.sum()), rtol=1e-4)
+
+
+def test_frame_image_crops_from_uint8_match_the_float_image():
+    """A FrameImage is cropped from its uint8 BGR array (no full-frame float conversion); the crops
+    equal the float image's up to uint8 rounding, and the float tensor is only made on demand."""
+    import cv2
+
+    from occface_ros.roi import FrameImage
+    from occface_ros.samples import sample_path
+
+    bgr = cv2.imread(str(sample_path("skimage", "astronaut.png")))
+    frame = FrameImage(bgr)
+    rois = torch.tensor([[256.0, 200.0, 180.0, 0.3], [500.0, 490.0, 300.0, 2.5]])
+    fast = crop_rois(frame, rois, (192, 192))
+    assert frame._tensor is None  # cropping did not convert the frame
+    reference = crop_rois(frame.tensor.contiguous(), rois, (192, 192))  # grid_sample on the float image
+    diff = (fast - reference).abs()
+    assert float(diff.mean()) < 2e-3 and float(diff.max()) < 0.05
+    assert frame.shape == (3, 512, 512) and frame.new_zeros(2, 4).shape == (2, 4)
+    with pytest.raises(ValueError, match="uint8 BGR"):
+        FrameImage(bgr.astype(np.float32))

@@ -14,17 +14,31 @@ compile_stage(module, example_input, backend) -> callable(x) -> same outputs as 
               so the first real call is not slow. Needs a C++ compiler on CPU.
 - "tensorrt": torch_tensorrt (dynamo IR, fp32) when it is importable and CUDA is
               available; otherwise raises BackendUnavailable with the reason.
+- "onnxruntime": CPU only. The module exported to ONNX (torch.onnx, dynamic batch; cached in
+              the user cache dir by weight digest) and run by ONNX Runtime's CPU provider with
+              torch's thread count. FaceMesh on the 2-core CPU: 1.2 ms against ~1.9 ms for the
+              frozen eager graph (one op of ONNX Runtime costs a few microseconds, one of the
+              TorchScript interpreter + ATen + oneDNN ~15; these nets have ~110 small ops).
+- "auto":     "onnxruntime" on CPU when onnxruntime and onnx are installed, "tensorrt" on CUDA
+              when torch_tensorrt is, else "eager".
 - "none":     the module untouched.
 """
 from __future__ import annotations
 
+import hashlib
 import importlib.util
+import io
+import logging
 import warnings
+from pathlib import Path
 
 import torch
 from torch import nn
 
-BACKENDS = ("eager", "jit", "compile", "tensorrt", "none")
+log = logging.getLogger(__name__)
+ONNX_OPSET = 17
+
+BACKENDS = ("auto", "eager", "jit", "compile", "tensorrt", "onnxruntime", "none")
 
 
 class BackendUnavailable(RuntimeError):
@@ -95,10 +109,14 @@ def compile_stage(module: nn.Module, example_input: torch.Tensor, backend: str =
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose from {BACKENDS}")
     device = _example_device(example_input)
+    if backend == "auto":
+        backend = resolve_auto(device)
     if backend == "none":
         return module.eval()
     if backend == "tensorrt":
         return _tensorrt(module, example_input)
+    if backend == "onnxruntime":
+        return _onnxruntime(module, example_input)
     module = prepare_eager(module, device, example_input, fast_path=backend == "eager")
     if backend == "eager":
         return module
@@ -122,6 +140,17 @@ def compile_stage(module: nn.Module, example_input: torch.Tensor, backend: str =
     with torch.no_grad():
         compiled(example_input)
     return NoGradModule(compiled, module)
+
+
+def resolve_auto(device) -> str:
+    """The backend "auto" stands for on `device` (see the module doc)."""
+    device = torch.device(device)
+    if device.type == "cpu":
+        have = all(importlib.util.find_spec(m) is not None for m in ("onnxruntime", "onnx"))
+        return "onnxruntime" if have else "eager"
+    if device.type == "cuda" and importlib.util.find_spec("torch_tensorrt") is not None:
+        return "tensorrt"
+    return "eager"
 
 
 class NoGradModule(nn.Module):
@@ -154,3 +183,75 @@ def _tensorrt(module: nn.Module, example_input: torch.Tensor):
     example = example_input.cuda().contiguous()
     trt = torch_tensorrt.compile(module, ir="dynamo", inputs=[example], enabled_precisions={torch.float32})
     return NoGradModule(trt, module)
+
+
+def _onnxruntime(module: nn.Module, example_input: torch.Tensor):
+    missing = [m for m in ("onnxruntime", "onnx") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise BackendUnavailable(f"backend 'onnxruntime' needs the {' and '.join(missing)} package(s) "
+                                 "(requirements/core.txt); use backend='eager' instead")
+    if example_input.device.type != "cpu":
+        raise BackendUnavailable("backend 'onnxruntime' runs on the CPU here; use 'tensorrt' or 'eager' on CUDA")
+    import onnxruntime as ort  # noqa: PLC0415
+
+    module = module.eval().requires_grad_(False)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = max(1, torch.get_num_threads())
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # no busy-waiting between calls: the node's other threads need the cores
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    path = _onnx_file(module, example_input)
+    try:
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # noqa: BLE001 - a corrupt or stale cache file: export again
+        log.warning("ONNX cache %s unusable (%s); exporting again", path, exc)
+        path.unlink(missing_ok=True)
+        path = _onnx_file(module, example_input)
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    with torch.no_grad():
+        single = isinstance(module(example_input), torch.Tensor)
+    return OnnxRuntimeModule(session, module, single)
+
+
+def _onnx_file(module: nn.Module, example_input: torch.Tensor) -> Path:
+    """Export `module` (dynamic batch) once per weights/shape/torch version; the cached file path."""
+    from ..paths import atomic_write_bytes, cache_dir  # noqa: PLC0415
+    from .models import _digest  # noqa: PLC0415
+
+    key = hashlib.sha256(f"{_digest(module.state_dict())}|{type(module).__name__}|"
+                         f"{tuple(example_input.shape[1:])}|{torch.__version__}|{ONNX_OPSET}".encode()).hexdigest()
+    name = getattr(module, "name", type(module).__name__)
+    path = cache_dir() / "onnx" / f"{name}-{key[:16]}.onnx"
+    if path.is_file():
+        return path
+    with torch.no_grad():
+        outputs = module(example_input)
+    count = 1 if isinstance(outputs, torch.Tensor) else len(outputs)
+    names = [f"out{i}" for i in range(count)]
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, (example_input,), buffer, dynamo=False, opset_version=ONNX_OPSET,
+                          input_names=["x"], output_names=names,
+                          dynamic_axes={n: {0: "batch"} for n in ["x", *names]})
+    atomic_write_bytes(path, buffer.getvalue())
+    return path
+
+
+class OnnxRuntimeModule(nn.Module):
+    """nn.Module running an ONNX Runtime session: forward(x) -> what `like(x)` returns (CPU tensors).
+    Copies `input_size` and `name` from `like`."""
+
+    def __init__(self, session, like: nn.Module, single: bool):
+        super().__init__()
+        self.__dict__["session"] = session  # not a submodule / state
+        self.single = single
+        for attr in ("input_size", "name"):
+            if hasattr(like, attr):
+                setattr(self, attr, getattr(like, attr))
+
+    def forward(self, x):
+        outs = self.session.run(None, {"x": x.detach().float().contiguous().numpy()})
+        outs = tuple(torch.from_numpy(o) for o in outs)
+        return outs[0] if self.single else outs
