@@ -277,7 +277,7 @@ class FacePipeline:
         if self.reasoner is not None:
             occ_cfg = self.config["occlusion"]
             job = lambda: ReasoningJob(image.tensor, fit.clone(), K, list(tracked.track_ids), tracked.rois,  # noqa: E731
-                                       points, lm68, timestamp_s, occ_cfg["probe_radius_px"], occ_cfg["deocclude"])
+                                       points, timestamp_s, occ_cfg["probe_radius_px"], occ_cfg["deocclude"])
             if self.background is not None:
                 if self.background.idle() and self._reason_now(states):
                     self.background.submit(job())

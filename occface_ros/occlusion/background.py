@@ -32,8 +32,7 @@ class ReasoningJob:
     K: torch.Tensor
     track_ids: list[int]
     rois: torch.Tensor
-    points: torch.Tensor  # (B, P, 2) fitting points (68 landmarks + dense), pixels
-    landmarks68: torch.Tensor  # (B, 68, 2) pixels
+    points: torch.Tensor  # (B, P, 2) fitting points, pixels: the 68 landmarks first, then the dense ones
     timestamp_s: float
     probe_radius_px: float
     deocclude: bool = False
@@ -125,7 +124,7 @@ def reason(reasoner: OcclusionReasoner, job: ReasoningJob) -> ReasoningOutcome:
     start = time.perf_counter()
     result = reasoner(job.image, job.fit, job.K, job.track_ids, job.rois, deocclude=job.deocclude)
     points_visible = result.points_visible(job.points, job.probe_radius_px)
-    landmarks68_visible = result.points_visible(job.landmarks68, job.probe_radius_px)
+    landmarks68_visible = points_visible[:, :68]
     regions = [reasoner.region_dicts(result, i) for i in range(len(job.track_ids))]
     return ReasoningOutcome(job, result, points_visible, landmarks68_visible, regions,
                             (time.perf_counter() - start) * 1e3)

@@ -161,9 +161,11 @@ def mesh_marker_array_cdr(header, meshes, deleted_track_ids=(), ns: str = MESH_N
             rgba = np.ones((len(idx), 4), np.float32)
             rgba[:, :3] = np.asarray(colours, np.float32)[idx]
         if len(idx):
-            m.points = [Point(x=x, y=y, z=z) for x, y, z in [_sentinel_point(k)]]
+            x, y, z = _sentinel_point(k)
+            m.points = [Point(x=x, y=y, z=z)]
             if rgba is not None:
-                m.colors = [ColorRGBA(r=r, g=g, b=b, a=a) for r, g, b, a in [_sentinel_colour(k)]]
+                r, g, b, a = _sentinel_colour(k)
+                m.colors = [ColorRGBA(r=r, g=g, b=b, a=a)]
             payloads.append((k, points, rgba))
         markers.append(m)
     raw = serialize_message(MarkerArray(markers=markers))
