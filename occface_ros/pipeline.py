@@ -37,7 +37,7 @@ from .occlusion.background import (
 )
 from .occlusion.parser import FaceParser, load_parser
 from .occlusion.reasoner import OcclusionReasoner
-from .roi import FrameImage
+from .roi import FrameImage, box_iou
 from .smoothing import SmoothingConfig, TrackSmoother
 from .timing import StageTimer
 from .tracking import FaceTracker
@@ -90,6 +90,8 @@ class _TrackState:
         self.smoother = smoother
         self.point_visible: torch.Tensor | None = None  # (68 + dense,) bool from the last frame
         self.occlusion = None  # (landmarks68_visible, ratio, ratio per region, pixels per region), last reasoning
+        self.bbox: torch.Tensor | None = None  # (4,) x0, y0, x1, y1 of the last frame's landmarks
+        self.lost_at_s: float | None = None  # set while the track is held for re-acquisition
 
     def apply(self, outcome: ReasoningOutcome, i: int) -> None:
         """Take face i of a reasoning outcome as this track's visibility and occlusion."""
@@ -148,6 +150,7 @@ class FacePipeline:
                                                         device=self.device)])
         self.camera_matrix = None if camera_matrix is None else np.asarray(camera_matrix, dtype=np.float64)
         self.tracks: dict[int, _TrackState] = {}
+        self.held: dict[int, _TrackState] = {}  # lost tracks that a new face at their place may resume
         self.reasoner = self._build_reasoner(cfg["occlusion"], backend) if cfg["occlusion"]["enabled"] else None
         self.background = (BackgroundReasoner(self.reasoner)
                            if self.reasoner is not None and cfg["occlusion"]["background"] else None)
@@ -183,6 +186,7 @@ class FacePipeline:
     def reset(self) -> None:
         self.tracker.reset()
         self.tracks.clear()
+        self.held.clear()
         if self.background is not None:
             self.background.reset()
         elif self.reasoner is not None:
@@ -212,18 +216,17 @@ class FacePipeline:
             if self.device.type != "cpu":
                 image.tensor  # noqa: B018 - upload once; every crop samples the tensor there
         tracked = self.tracker(image)
-        for tid in tracked.lost_ids:
-            self.tracks.pop(tid, None)
-        if tracked.lost_ids:
+        ended = self._hold_and_reacquire(tracked, timestamp_s)
+        if ended:
             if self.background is not None:
-                self.background.forget(tracked.lost_ids)
+                self.background.forget(ended)
             elif self.reasoner is not None:
-                self.reasoner.forget(tracked.lost_ids)
+                self.reasoner.forget(ended)
         if not tracked.track_ids:
-            return FrameResult([], width, height, timestamp_s, tracked.lost_ids, dict(self.timer.last))
+            return FrameResult([], width, height, timestamp_s, ended, dict(self.timer.last))
 
         faces, new = self._fit(image, tracked, self.intrinsics(width, height), timestamp_s)
-        result = FrameResult(faces, width, height, timestamp_s, tracked.lost_ids)
+        result = FrameResult(faces, width, height, timestamp_s, ended)
         if new is not None:
             self._last_occlusion = new
         last = self._last_occlusion  # between reasoning frames: the last maps (every_n_frames, background)
@@ -236,6 +239,48 @@ class FacePipeline:
             result.deoccluded_bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
         result.stage_ms = dict(self.timer.last)
         return result
+
+    def _hold_and_reacquire(self, tracked, timestamp_s: float) -> list[int]:
+        """Hold lost tracks for `landmarks.reacquire_s`; a new face whose box overlaps a held track's
+        last box by `landmarks.reacquire_iou` or more resumes it (its id, identity, texture, pose and
+        filters), e.g. after an occluder hid the whole face for a moment. Returns the ids that ended
+        (held too long, or not held), renaming the resumed ones in `tracked` and the tracker."""
+        lm_cfg = self.config["landmarks"]
+        window_s, min_iou = float(lm_cfg["reacquire_s"]), float(lm_cfg["reacquire_iou"])
+        ended = []
+        for tid in tracked.lost_ids:
+            state = self.tracks.pop(tid, None)
+            if state is not None and window_s > 0 and state.bbox is not None:
+                state.lost_at_s = timestamp_s
+                self.held[tid] = state
+            else:
+                ended.append(tid)
+        if self.held and tracked.new_ids:
+            held_ids = list(self.held)
+            held_boxes = torch.stack([self.held[t].bbox for t in held_ids])
+            renamed = {}
+            for new_id in tracked.new_ids:
+                i = tracked.track_ids.index(new_id)
+                box = _landmark_boxes(tracked.landmarks468[i:i + 1])
+                iou = box_iou(box, held_boxes)[0]
+                iou[[j for j, t in enumerate(held_ids) if t in renamed.values()]] = -1.0
+                best = int(iou.argmax())
+                if float(iou[best]) >= min_iou:
+                    renamed[new_id] = held_ids[best]
+            for new_id, old_id in renamed.items():
+                state = self.held.pop(old_id)
+                state.lost_at_s = None
+                state.smoother.reset()  # the filters restart at the face as it is now, not as it was
+                self.tracks[old_id] = state
+            if renamed:
+                self.tracker.rename(renamed)
+                tracked.track_ids = [renamed.get(t, t) for t in tracked.track_ids]
+                tracked.new_ids = [t for t in tracked.new_ids if t not in renamed]
+        for tid in [t for t, s in self.held.items() if timestamp_s - s.lost_at_s > window_s
+                    or timestamp_s < s.lost_at_s]:
+            del self.held[tid]
+            ended.append(tid)
+        return ended
 
     def _new_track(self) -> _TrackState:
         f = self.config["fitting"]
@@ -304,6 +349,8 @@ class FacePipeline:
                 state = states[i]
                 state.fit_state = fit[i]
                 state.point_visible = visible[i]
+                state.bbox = _landmark_boxes(tracked.landmarks468[i:i + 1])[0]
+
                 if not state.identity.frozen:
                     state.identity.update(state.fit_state, prior_mean[i], prior_precision[i])
                 face = self._face_result(tid, tracked, fit, i, lm68[i], state, timestamp_s)
@@ -340,12 +387,11 @@ class FacePipeline:
         rot = torch.as_tensor(sm.rotation)  # the smoother passes the fit through when disabled
         yaw, pitch, roll = (float(v) for v in yaw_pitch_roll_deg(rot.unsqueeze(0))[0])
         lm = tracked.landmarks468[i]
-        bbox = torch.cat([lm[:, :2].amin(0), lm[:, :2].amax(0)])
         as_np = lambda t: torch.as_tensor(t).detach().cpu().numpy().astype(np.float64)  # noqa: E731
         return FaceResult(
             track_id=tid,
             score=float(tracked.presence[i]),
-            bbox=as_np(bbox),
+            bbox=as_np(state.bbox),
             landmarks68=as_np(sm.landmarks68),
             landmarks68_visible=np.ones(68, dtype=bool),
             landmarks468=lm.cpu().numpy(),
@@ -371,3 +417,9 @@ class FacePipeline:
         K = self.intrinsics(width, height).cpu().numpy()
         p = points_cam @ K.T
         return p[:, :2] / np.maximum(p[:, 2:3], 1e-6)
+
+
+def _landmark_boxes(landmarks468: torch.Tensor) -> torch.Tensor:
+    """(B, 4) x0, y0, x1, y1 around (B, N, 2+) landmarks."""
+    xy = landmarks468[..., :2]
+    return torch.cat([xy.amin(1), xy.amax(1)], -1)

@@ -56,6 +56,10 @@ class FaceTracker:
         self.rois: torch.Tensor | None = None
         self.frames_since_detect = 0
 
+    def rename(self, mapping: dict[int, int]) -> None:
+        """Give live tracks other ids (new id -> id of a track they resume)."""
+        self.track_ids = [mapping.get(t, t) for t in self.track_ids]
+
     def _needs_detection(self) -> bool:
         if not self.track_ids:
             return True

@@ -160,3 +160,66 @@ def test_full_range_fallback_when_the_short_models_faces_are_rejected():
     assert nme(faces[0].landmarks68, photo.landmarks68) < 0.15
     cfg["detection"]["fallback_full"] = False  # without the fallback: the short model's crop is rejected
     assert FacePipeline(cfg).process(image, 0.0).faces == []
+
+
+def _covered(frame, box, margin=0.6):
+    """The frame with a flat grey card over the face box (grown by `margin` of its size): FaceMesh and
+    the detectors lose the face."""
+    x0, y0, x1, y1 = box
+    w, h = x1 - x0, y1 - y0
+    out = frame.copy()
+    out[max(0, int(y0 - margin * h)):int(y1 + margin * h), max(0, int(x0 - margin * w)):int(x1 + margin * w)] = 128
+    return out
+
+
+def test_a_face_hidden_for_a_moment_resumes_its_track():
+    from occface_ros.pipeline import FacePipeline
+
+    pipe = FacePipeline(load_config(overrides={"occlusion": {"enabled": False}}))
+    frames = clip_frames(26)
+    box = pipe.process(frames[0], 0.0).faces[0].bbox
+    seq = [(_covered(f, box) if 10 <= i < 16 else f) for i, f in enumerate(frames)]
+
+    def run(reacquire_s):
+        pipe.reset()
+        pipe.config["landmarks"]["reacquire_s"] = reacquire_s
+        ids, lost, frames_seen = [], [], []
+        for i, f in enumerate(seq):
+            r = pipe.process(f, i / 30.0)
+            ids.append([face.track_id for face in r.faces])
+            lost.append(r.lost_track_ids)
+            frames_seen.append(pipe.tracks[r.faces[0].track_id].identity.frames if r.faces else None)
+        return ids, lost, frames_seen
+
+    ids, lost, seen = run(1.0)
+    first = ids[0][0]
+    assert all(ids[i] == [] for i in range(10, 16)), ids  # the card hides the face
+    assert all(ids[i] == [first] for i in list(range(10)) + list(range(17, 26))), ids
+    assert not any(lost), lost  # held, then resumed: never reported lost
+    # the resumed track goes on with its state (identity evidence keeps accumulating)
+    first_back = next(i for i in range(16, 26) if ids[i])
+    assert seen[first_back] == seen[9] + 1, seen
+
+    ids, lost, _ = run(0.0)  # no hold: the track ends at once and the face comes back as a new one
+    first = ids[0][0]
+    assert ids[9] == [first] and ids[20] == [first + 1], ids
+    assert lost[10] == [first] and sum(map(len, lost)) == 1, lost
+    pipe.config["landmarks"]["reacquire_s"] = 1.0
+
+
+def test_a_held_track_is_reported_lost_when_its_window_ends():
+    from occface_ros.pipeline import FacePipeline
+
+    pipe = FacePipeline(load_config(overrides={"occlusion": {"enabled": False}, "landmarks": {"reacquire_s": 0.1}}))
+    frames = clip_frames(12)
+    box = pipe.process(frames[0], 0.0).faces[0].bbox
+    pipe.reset()
+    lost, ids = [], []
+    for i, f in enumerate(frames):
+        r = pipe.process(f if i < 4 else _covered(f, box), i / 30.0)
+        lost.append(r.lost_track_ids)
+        ids += [face.track_id for face in r.faces]
+    # lost on frame 4 (t = 0.133 s), held for 0.1 s: reported once, on the first frame past the window
+    assert len(set(ids)) == 1 and len(ids) == 4, ids
+    assert lost[:8] == [[]] * 8 and lost[8] == ids[:1] and not any(lost[9:]), lost
+    assert not pipe.held and not pipe.tracks

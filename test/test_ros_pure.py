@@ -260,3 +260,27 @@ def test_spliced_mesh_markers_equal_the_generated_serialization():
     assert len(raw) == len(serialize_message(MarkerArray(markers=ref)))
     assert [len(m.points) for m in back.markers] == [0, 0, 600, 15, 0, 123]
     assert back.markers[5].points[-1].x == pytest.approx(float(meshes[3][1][meshes[3][2][-1, -1], 0]))
+
+
+def test_mesh_marker_goes_when_its_face_is_absent_and_when_its_track_ends():
+    from occface_ros.ros.outputs import OutputBuilder
+    from occface_ros.ros.params import NODE_DEFAULTS
+    from occface_ros.ros.testing import FakeFrame
+
+    pipe = FakePipeline()
+    builder = OutputBuilder(pipe)
+    options = {**NODE_DEFAULTS, "publish_mesh_markers": True, "publish_debug_image": False}
+    image = np.full((120, 160, 3), 200, np.uint8)
+
+    def markers(frame):
+        raw = dict(builder.build(Header(frame_id="cam"), frame, image, options))["mesh_markers"]
+        return [(m.action, m.id) for m in deserialize_message(raw, MarkerArray).markers]
+
+    first = pipe.process(image, 0.0)
+    tid = first.faces[0].track_id
+    assert markers(first) == [(0, tid)]  # ADD
+    hidden = FakeFrame([], 160, 120, 0.1)  # the track is held: absent, not ended
+    assert markers(hidden) == [(2, tid)]  # DELETE at once
+    assert markers(FakeFrame([], 160, 120, 0.2)) == []
+    assert markers(pipe.process(image, 0.3)) == [(0, tid)]  # resumed: shown again
+    assert markers(FakeFrame([], 160, 120, 0.4, [tid])) == [(2, tid)]  # ended

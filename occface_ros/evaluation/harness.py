@@ -53,7 +53,9 @@ class EvalSettings:
     occluders: tuple[str, ...]
     jitter_photos: tuple[str, ...]
     jitter_frames: int
-    jitter_warmup: int  # first frames left out of the jitter (filter start-up, identity accumulation)
+    jitter_warmup: int  # first frames left out of the jitter (filter start-up, identity accumulation):
+    # at least ~2.5 time constants of the landmark filter (1 / (2 pi 0.4 Hz) = 0.4 s), or the decay
+    # of the first frame's noise through the filter counts as jitter
     jitter_noise_sigma: float  # per-frame Gaussian sensor noise, grey levels
     synthetic_frames: int
     synthetic_size: tuple[int, int]  # (width, height)
@@ -66,7 +68,7 @@ FULL = EvalSettings(
     photos=("breakingbad", "einstein", "lenna", "takeo", "astronaut", "hanks", "t1"),
     occluders=OCCLUDER_KINDS,
     jitter_photos=("astronaut", "lenna"),
-    jitter_frames=60, jitter_warmup=10, jitter_noise_sigma=2.0,
+    jitter_frames=90, jitter_warmup=30, jitter_noise_sigma=2.0,
     synthetic_frames=60, synthetic_size=(640, 480), synthetic_period=60,
 )
 QUICK = EvalSettings(

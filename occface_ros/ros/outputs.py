@@ -42,6 +42,7 @@ class OutputBuilder:
         tri = getattr(model, "triangles", None)
         self.triangles = None if tri is None else _to_numpy(tri).astype(np.int64)
         self._lods: dict[tuple[int, int], object] = {}
+        self._meshes_shown: set[int] = set()  # track ids whose mesh marker is up
 
     def build(self, header, result, bgr: np.ndarray, options):
         """Yield (key, message) in publishing order (cheapest and most wanted first); mesh markers come
@@ -62,7 +63,11 @@ class OutputBuilder:
             colour = options["mesh_colours_from_image"]
             items = [(face.track_id, verts, tris, M.sample_colours(bgr, px) if colour and px is not None else None)
                      for face, (verts, tris, px) in zip(result.faces, meshes)]
-            yield "mesh_markers", M.mesh_marker_array_cdr(header, items, result.lost_track_ids,
+            # a face hidden this frame (its track held for re-acquisition) or ended: its marker goes
+            shown = {face.track_id for face in result.faces}
+            deleted = sorted((self._meshes_shown - shown) | set(result.lost_track_ids))
+            self._meshes_shown = shown
+            yield "mesh_markers", M.mesh_marker_array_cdr(header, items, deleted,
                                                          lifetime_s=float(options["mesh_marker_lifetime_s"]))
         if options["publish_debug_image"]:
             from ..output import draw_overlay
