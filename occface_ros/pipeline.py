@@ -28,6 +28,7 @@ from .fitting import (
 from .hands import HandDetector
 from .landmarks import FaceLandmarker
 from .morphable import load_morphable_model
+from .morphable.model import VertexSubset
 from .occlusion.appearance import AppearanceConfig, AppearanceEvidence
 from .occlusion.background import (
     BackgroundReasoner,
@@ -133,6 +134,7 @@ class FacePipeline:
             timer=self.timer,
         )
         self.model = load_morphable_model(cfg["model"]["name"], cfg["model"]["path"]).to(self.device)
+        self.landmark_vertices = VertexSubset(self.model, self.model.landmarks68)
         self.correspondences = load_correspondences().to(self.device)
         corr = self.correspondences
         fit_cfg = cfg["fitting"]
@@ -372,7 +374,7 @@ class FacePipeline:
 
     def _model_landmarks68(self, fit, K: torch.Tensor) -> torch.Tensor:
         """(B, 68, 2) pixels: the fitted model's 68 landmark vertices, projected."""
-        verts = self.model.vertices(fit.identity, fit.expression, index=self.model.landmarks68)
+        verts = self.landmark_vertices(fit.identity, fit.expression)
         return project_points(transform_points(fit.rotation, fit.translation_m, verts), K)
 
     def _weights(self, visible: torch.Tensor) -> torch.Tensor:

@@ -45,3 +45,12 @@ def test_visible_feature_wins_over_complete_skin():
 def test_shape_mismatch_is_an_error():
     with pytest.raises(ValueError, match="shape"):
         merge_parsing_maps(torch.zeros(2, 3, dtype=torch.uint8), torch.zeros(3, 2, dtype=torch.uint8))
+
+
+def test_label_mask_equals_isin():
+    gen = torch.Generator().manual_seed(1)
+    maps = torch.randint(0, len(labels.LABELS), (2, 37, 53), generator=gen, dtype=torch.uint8)
+    for ids in (labels.FACE_LABELS, (labels.HAIR,), (), (labels.BACKGROUND, labels.OCCLUDER)):
+        expected = torch.isin(maps, torch.tensor(ids, dtype=torch.uint8))
+        assert torch.equal(labels.label_mask(maps, ids), expected)
+        assert torch.equal(labels.label_mask(maps.long(), ids), expected)

@@ -177,3 +177,17 @@ def test_bfm_no_pickles():
 def test_bfm_missing(tmp_path):
     with pytest.raises(MissingModelError, match="fetch"):
         load_morphable_model("bfm", path=tmp_path)
+
+
+def test_vertex_subset_equals_indexed_vertices():
+    from occface_ros.morphable.model import VertexSubset
+
+    model = load_morphable_model("ict")
+    index = torch.tensor([0, 17, 4000, 9000, 11247])
+    gen = torch.Generator().manual_seed(0)
+    identity = torch.randn(3, model.num_identity, generator=gen)
+    expression = torch.rand(3, model.num_expression, generator=gen)
+    subset = VertexSubset(model, index)(identity, expression)
+    assert subset.shape == (3, 5, 3)
+    assert torch.allclose(subset, model.vertices(identity, expression, index=index), atol=1e-6)
+    assert torch.allclose(subset[:, 2], model.vertices(identity, expression)[:, 4000], atol=1e-6)

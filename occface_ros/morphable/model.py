@@ -55,3 +55,20 @@ class MorphableModel:
             mean, idb, exb = mean[index], idb[:, index], exb[:, index]
         shape = mean.unsqueeze(0) + torch.einsum("bk,kvc->bvc", identity, idb)
         return shape + torch.einsum("be,evc->bvc", expression, exb)
+
+
+class VertexSubset:
+    """Vertices (B, len(index), 3) of a fixed subset of a model's vertices, for (B, K) identity and
+    (B, E) expression: the model's `vertices(..., index=index)` with the bases gathered once (one
+    GEMM per call; gathering them at each call costs ~6 ms for the ICT face part)."""
+
+    def __init__(self, model: MorphableModel, index: torch.Tensor):
+        self.index = index
+        self.num_identity = model.num_identity
+        self.mean = model.mean_m[index].reshape(1, -1)
+        self.basis = torch.cat([model.identity_basis_m[:, index], model.expression_basis_m[:, index]]).reshape(
+            model.num_identity + model.num_expression, -1)
+
+    def __call__(self, identity: torch.Tensor, expression: torch.Tensor) -> torch.Tensor:
+        coefficients = torch.cat([identity, expression], 1).to(self.basis.dtype)
+        return torch.addmm(self.mean, coefficients, self.basis).view(identity.shape[0], -1, 3)

@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .labels import FACE_LABELS, SKIN
+from .labels import FACE_LABELS, SKIN, label_mask
 
 MERGE_ORDER: tuple[int, ...] = FACE_LABELS
 """Class order of Algorithm 1: skin first, then the facial features."""
@@ -42,8 +42,7 @@ def merge_parsing_maps(m_alpha: torch.Tensor, m_beta: torch.Tensor) -> torch.Ten
 
 def occlusion_mask(m_alpha: torch.Tensor, m_beta: torch.Tensor) -> torch.Tensor:
     """Bool mask of face pixels hidden by something: face in M_beta, not face in M_alpha."""
-    face = torch.tensor(FACE_LABELS, dtype=m_beta.dtype, device=m_beta.device)
-    return torch.isin(m_beta, face) & ~torch.isin(m_alpha, face)
+    return label_mask(m_beta, FACE_LABELS) & ~label_mask(m_alpha, FACE_LABELS)
 
 
 def merge_parsing_maps_reference(m_alpha: np.ndarray, m_beta: np.ndarray) -> np.ndarray:

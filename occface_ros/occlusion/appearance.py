@@ -619,8 +619,7 @@ class AppearanceEvidence:
         used_texture = torch.zeros(num_faces, dtype=torch.bool, device=device)
 
         lab = labels.to(device).long()
-        face_label_ids = torch.tensor(labels_mod.FACE_LABELS, device=device)
-        domain = (tid >= 0) & torch.isin(lab, face_label_ids)
+        domain = (tid >= 0) & labels_mod.label_mask(lab, labels_mod.FACE_LABELS)
         idx = torch.nonzero(domain.reshape(-1)).squeeze(1)
         if num_faces == 0 or idx.numel() == 0:
             return self._result(likelihood, face_pixels, lighting, textures, used_texture, H, W)

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 
 from ..camera import scale_intrinsics, transform_points
 from ..hands import hand_mask as hand_silhouettes
+from ..morphable.model import VertexSubset
 from ..render.parsing import render_parsing
 from ..render.raster import project_to_pixels, rasterize
 from ..render.regions import face_regions
@@ -95,6 +96,7 @@ class OcclusionReasoner:
         remap = torch.full((model.num_vertices,), -1, dtype=torch.int64, device=device)
         remap[used] = torch.arange(len(used), device=device)
         self.vertex_ids = used  # model vertices the face part uses (the others are never computed)
+        self.face_part = VertexSubset(model, used)
         self.triangles = remap[regions.triangles]
         self.regions = regions
         self.model = model
@@ -139,7 +141,7 @@ class OcclusionReasoner:
 
     def face_vertices(self, fit) -> torch.Tensor:
         """(B, V', 3) camera-frame vertices of the labelled face part of each fitted face."""
-        verts = self.model.vertices(fit.identity, fit.expression, index=self.vertex_ids)
+        verts = self.face_part(fit.identity, fit.expression)
         return transform_points(fit.rotation, fit.translation_m, verts)
 
     @torch.inference_mode()
@@ -212,7 +214,7 @@ class OcclusionReasoner:
 
         b = len(track_ids)
         region = torch.searchsorted(self.region_labels, m_beta.long().clamp(max=int(self.region_labels[-1])))
-        is_region = on_face & torch.isin(m_beta, self.region_labels.to(m_beta.dtype))
+        is_region = on_face & L.label_mask(m_beta, L.FACE_LABELS)
         key = (face_index * len(self.region_labels) + region)[is_region]
         total = torch.bincount(key, minlength=b * len(self.region_labels))
         occ = torch.bincount(key, weights=occluded[is_region].float(), minlength=b * len(self.region_labels))
