@@ -980,6 +980,8 @@ def _eval_config(config_path=None, device: str | None = None, occlusion: bool = 
     occ = cfg.get("occlusion")
     if isinstance(occ, dict) and "enabled" in occ:
         occ["enabled"] = bool(occlusion)
+        if "deocclude" in occ:
+            occ["deocclude"] = bool(occlusion)  # the de-occluded face of the examples
         return cfg, "on" if occlusion else "off (--no-occlusion: baseline)"
     return cfg, "absent from this pipeline (no `occlusion` config section)"
 
