@@ -4,9 +4,9 @@ Both run in the same process run, on the same frames. The ratio ours/reference c
 per-frame medians of detection + landmarks (preprocess, detection, landmarks, ROI tracking)
 measured like for like: our tracker alone on the clip, as MediaPipe's loop runs only its
 detection + landmarks. The same stages timed inside the whole pipeline are reported too
-(`ratio_vs_reference_in_pipeline`); there they run ~15% slower because the fit between two
-frames evicts FaceMesh's weights from the caches (measured: FaceMesh 1.2 ms back to back,
-1.45 ms after a pipeline frame, 1.4 ms after touching 32 MB).
+(`ratio_vs_reference_in_pipeline`); there they run ~15-25% slower: a few ms of any other work
+between two FaceMesh runs (the fit, or even a pure-Python busy loop) lets its weights go cold in
+the shared caches (measured: FaceMesh 1.2-1.3 ms back to back, 1.5-1.9 ms after 3 ms of other work).
 """
 from __future__ import annotations
 
