@@ -352,7 +352,6 @@ class FacePipeline:
                 state.fit_state = fit[i]
                 state.point_visible = visible[i]
                 state.bbox = _landmark_boxes(tracked.landmarks468[i:i + 1])[0]
-
                 if not state.identity.frozen:
                     state.identity.update(state.fit_state, prior_mean[i], prior_precision[i])
                 face = self._face_result(tid, tracked, fit, i, lm68[i], state, timestamp_s)

@@ -64,7 +64,6 @@ class VertexSubset:
 
     def __init__(self, model: MorphableModel, index: torch.Tensor):
         self.index = index
-        self.num_identity = model.num_identity
         self.mean = model.mean_m[index].reshape(1, -1)
         self.basis = torch.cat([model.identity_basis_m[:, index], model.expression_basis_m[:, index]]).reshape(
             model.num_identity + model.num_expression, -1)
