@@ -101,13 +101,14 @@ def validate(cfg: dict) -> dict:
             raise ConfigError(f"config key '{path}' must be > 0, got {get(path)!r}")
     if not 0 < get("camera.hfov_deg") < 180:
         raise ConfigError("config key 'camera.hfov_deg' must be in (0, 180)")
-    for path in ("landmarks.reacquire_iou", "occlusion.visible_threshold", "occlusion.refit_min_change", "occlusion.hands.min_score",
-                 "occlusion.hands.presence_threshold"):
+    for path in ("landmarks.reacquire_iou", "occlusion.visible_threshold", "occlusion.refit_min_change",
+                 "occlusion.hands.min_score", "occlusion.hands.presence_threshold"):
         if not 0 <= get(path) <= 1:
             raise ConfigError(f"config key '{path}' must be in [0, 1], got {get(path)!r}")
     if get("occlusion.hands.idle_detect_every") < 1:
         raise ConfigError("config key 'occlusion.hands.idle_detect_every' must be >= 1")
-    for path in ("landmarks.reacquire_s", "occlusion.probe_radius_px", "occlusion.hands.redetect_every", "occlusion.hands.max_hands"):
+    for path in ("landmarks.reacquire_s", "occlusion.probe_radius_px", "occlusion.hands.redetect_every",
+                 "occlusion.hands.max_hands"):
         if get(path) < 0:
             raise ConfigError(f"config key '{path}' must be >= 0, got {get(path)!r}")
     if get("smoothing.beta") < 0:

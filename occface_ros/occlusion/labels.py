@@ -44,7 +44,6 @@ FACE_REGION_NAMES: tuple[str, ...] = tuple(LABELS[k] for k in FACE_LABELS)
 """Keys of `occlusion_by_region` in the frame JSON."""
 
 
-
 def label_mask(labels: torch.Tensor, ids) -> torch.Tensor:
     """Bool tensor: which entries of an integer label map (any shape, values 0..255) are in `ids`.
     A table lookup: ~10x faster than torch.isin on a camera frame (0.4 ms vs 4 ms at 640x480)."""

@@ -95,8 +95,7 @@ class OcclusionReasoner:
         used = torch.unique(regions.triangles)
         remap = torch.full((model.num_vertices,), -1, dtype=torch.int64, device=device)
         remap[used] = torch.arange(len(used), device=device)
-        self.vertex_ids = used  # model vertices the face part uses (the others are never computed)
-        self.face_part = VertexSubset(model, used)
+        self.face_part = VertexSubset(model, used)  # the vertices the face part uses (the others are never computed)
         self.triangles = remap[regions.triangles]
         self.regions = regions
         self.model = model
