@@ -111,8 +111,9 @@ def validate(cfg: dict) -> dict:
                  "occlusion.hands.max_hands"):
         if get(path) < 0:
             raise ConfigError(f"config key '{path}' must be >= 0, got {get(path)!r}")
-    if get("smoothing.beta") < 0:
-        raise ConfigError("config key 'smoothing.beta' must be >= 0")
+    for path in ("smoothing.beta", "smoothing.noise_deadzone"):
+        if get(path) < 0:
+            raise ConfigError(f"config key '{path}' must be >= 0, got {get(path)!r}")
     intr = [get(f"camera.{k}") for k in ("fx", "fy", "cx", "cy")]
     if any(v is not None for v in intr) and not all(v is not None for v in intr):
         raise ConfigError("camera intrinsics: set all of fx, fy, cx, cy or none")

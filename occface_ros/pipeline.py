@@ -179,9 +179,11 @@ class FacePipeline:
             expression_prior_weight=f["expression_prior"],
         )
 
-    def set_smoothing(self, min_cutoff: float, beta: float, d_cutoff: float) -> None:
+    def set_smoothing(self, min_cutoff: float, beta: float, d_cutoff: float, noise_deadzone: float | None = None) -> None:
         """Change One-Euro parameters at run time (all tracks)."""
         self.config["smoothing"].update(min_cutoff=min_cutoff, beta=beta, d_cutoff=d_cutoff)
+        if noise_deadzone is not None:
+            self.config["smoothing"]["noise_deadzone"] = noise_deadzone
         for state in self.tracks.values():
             state.smoother.configure(self._smoothing_config())
 
@@ -294,7 +296,8 @@ class FacePipeline:
 
     def _smoothing_config(self) -> SmoothingConfig:
         sm = self.config["smoothing"]
-        return SmoothingConfig.from_single(sm["min_cutoff"], sm["beta"], sm["d_cutoff"], enabled=sm["enabled"])
+        return SmoothingConfig.from_single(sm["min_cutoff"], sm["beta"], sm["d_cutoff"], enabled=sm["enabled"],
+                                           noise_deadzone=sm.get("noise_deadzone", 0.0))
 
     def _fit(self, image: FrameImage, tracked, K: torch.Tensor, timestamp_s: float):
         lm468 = tracked.landmarks468

@@ -8,7 +8,16 @@ One-Euro: an exponential low-pass whose cutoff grows with the (low-passed) speed
     x_hat   = lowpass(x, alpha(fc, dt))
 
 So a still signal is filtered at ``min_cutoff`` Hz (little jitter) and a moving one at a higher
-cutoff (little lag). Timestamps are in seconds and may be irregular. Everything is vectorised
+cutoff (little lag). The speed estimate of a noisy still signal is not zero, though: noise alone
+opens the filter. ``noise_deadzone`` k > 0 subtracts what noise explains:
+
+    sigma^2  = running mean (time constant ``noise_time_s``) of e^2 / 20,  e = x - 3 x1 + 3 x2 - x3
+    fc       = min_cutoff + beta * max(0, |dx_hat| - k * sigma / dt * sqrt(a_d / (2 - a_d)))
+
+The third difference e cancels smooth motion (up to constant acceleration) and has variance
+20 sigma^2 for white noise of std sigma; sigma / dt * sqrt(a_d / (2 - a_d)) is the std of the
+low-passed derivative of such noise (a_d = alpha(d_cutoff, dt)). So a still signal stays at
+``min_cutoff`` whatever its noise level, and motion above the noise opens the filter as before. Timestamps are in seconds and may be irregular. Everything is vectorised
 over arbitrary tensor shapes; ``speed_dims`` makes the speed a Euclidean norm over some axes
 (e.g. per 2D landmark, or over the 4 quaternion components) so those axes share one cutoff.
 
@@ -43,23 +52,48 @@ class OneEuroFilter:
     ``min_cutoff``, ``beta``, ``d_cutoff`` are plain attributes (floats, or tensors broadcastable
     to the sample) and may be changed at run time; the change applies from the next sample.
     ``speed_dims``: axes of the sample over which the speed is a norm (None = per element).
+    ``noise_deadzone``: speeds up to this many noise stds do not open the filter (module doc;
+    0 = the classic One-Euro); the noise is estimated per speed group over ``noise_time_s``.
     The first sample (and the first after ``reset``) is passed through unchanged. A sample whose
     timestamp is not after the previous one returns the previous output and changes nothing.
     Computation is in float64; the output has the input's dtype (and type: numpy in, numpy out).
     """
 
     def __init__(self, min_cutoff: float = 1.0, beta: float = 0.0, d_cutoff: float = 1.0,
-                 speed_dims: int | tuple[int, ...] | None = None):
+                 speed_dims: int | tuple[int, ...] | None = None, noise_deadzone: float = 0.0,
+                 noise_time_s: float = 2.0):
         self.min_cutoff = min_cutoff
         self.beta = beta
         self.d_cutoff = d_cutoff
         self.speed_dims = speed_dims
+        self.noise_deadzone = noise_deadzone
+        self.noise_time_s = noise_time_s
         self.reset()
 
     def reset(self) -> None:
         self._x: torch.Tensor | None = None  # filtered value (float64)
         self._dx: torch.Tensor | None = None  # filtered derivative (float64)
         self._t: float | None = None
+        self._inputs: list[torch.Tensor] = []  # the last three inputs, newest last
+        self._noise_var: torch.Tensor | None = None  # sigma^2 (per speed group)
+
+    @property
+    def noise_std(self) -> torch.Tensor | None:
+        """Estimated noise std of the input (per element, or per speed group), or None before 4 samples."""
+        return None if self._noise_var is None else self._noise_var.sqrt()
+
+    def _update_noise(self, x: torch.Tensor, dt: float) -> None:
+        if len(self._inputs) == 3:
+            x3, x2, x1 = self._inputs
+            e2 = (x - 3.0 * x1 + 3.0 * x2 - x3).square()
+            var = (e2 if self.speed_dims is None else e2.mean(dim=self.speed_dims, keepdim=True)) / 20.0
+            if self._noise_var is None:
+                self._noise_var = var
+            else:  # clipped: a sudden jump (a step, a re-detection) must not inflate the estimate at once
+                var = torch.minimum(var, 4.0 * self._noise_var)
+                self._noise_var = self._noise_var + _alpha(1.0 / (2.0 * math.pi * self.noise_time_s), dt) * (
+                    var - self._noise_var)
+        self._inputs = (self._inputs + [x])[-3:]
 
     @property
     def initialized(self) -> bool:
@@ -77,15 +111,23 @@ class OneEuroFilter:
         xd = xt.to(torch.float64)
         t = float(t)
         if self._x is None or self._x.shape != xd.shape:
+            self.reset()
             self._x = xd.clone()
             self._dx = torch.zeros_like(xd)
             self._t = t
+            self._inputs = [xd]
         elif t > self._t:
             dt = t - self._t
             self._t = t
             dx = (xd - self._x) / dt
-            self._dx = self._dx + _alpha(self.d_cutoff, dt) * (dx - self._dx)
+            a_d = _alpha(self.d_cutoff, dt)
+            self._dx = self._dx + a_d * (dx - self._dx)
             speed = self._dx.abs() if self.speed_dims is None else self._dx.norm(dim=self.speed_dims, keepdim=True)
+            if self.noise_deadzone > 0:
+                self._update_noise(xd, dt)
+                if self._noise_var is not None:
+                    noise_speed = self._noise_var.sqrt() / dt * math.sqrt(a_d / (2.0 - a_d))
+                    speed = (speed - self.noise_deadzone * noise_speed).clamp_min(0.0)
             beta = self.beta if isinstance(self.beta, (int, float)) else torch.as_tensor(self.beta, dtype=torch.float64)
             min_cutoff = (self.min_cutoff if isinstance(self.min_cutoff, (int, float))
                           else torch.as_tensor(self.min_cutoff, dtype=torch.float64))
@@ -106,8 +148,9 @@ class RotationFilter:
     (..., 3, 3) or quaternions (..., 4) (x, y, z, w); returns the same kind.
     """
 
-    def __init__(self, min_cutoff: float = 1.0, beta: float = 0.0, d_cutoff: float = 1.0):
-        self.filter = OneEuroFilter(min_cutoff, beta, d_cutoff, speed_dims=-1)
+    def __init__(self, min_cutoff: float = 1.0, beta: float = 0.0, d_cutoff: float = 1.0,
+                 noise_deadzone: float = 0.0):
+        self.filter = OneEuroFilter(min_cutoff, beta, d_cutoff, speed_dims=-1, noise_deadzone=noise_deadzone)
 
     @property
     def min_cutoff(self):
@@ -132,6 +175,14 @@ class RotationFilter:
     @d_cutoff.setter
     def d_cutoff(self, v):
         self.filter.d_cutoff = v
+
+    @property
+    def noise_deadzone(self):
+        return self.filter.noise_deadzone
+
+    @noise_deadzone.setter
+    def noise_deadzone(self, v):
+        self.filter.noise_deadzone = v
 
     def reset(self) -> None:
         self.filter.reset()
@@ -160,6 +211,7 @@ class OneEuroParams:
     min_cutoff: float | tuple[float, ...]
     beta: float | tuple[float, ...]
     d_cutoff: float = 1.0
+    noise_deadzone: float = 0.0  # speeds up to this many noise stds keep the cutoff at min_cutoff
 
 
 @dataclass
@@ -173,27 +225,29 @@ class SmoothingConfig:
     expression: blendshape weights (per weight, 1/s).
     """
 
-    landmarks: OneEuroParams = field(default_factory=lambda: OneEuroParams(0.4, 0.15, 0.5))
-    rotation: OneEuroParams = field(default_factory=lambda: OneEuroParams(0.5, 30.0, 1.0))
-    translation: OneEuroParams = field(default_factory=lambda: OneEuroParams(0.5, (40.0, 40.0, 5.0), 1.0))
-    expression: OneEuroParams = field(default_factory=lambda: OneEuroParams(0.5, 0.3, 1.0))
+    landmarks: OneEuroParams = field(default_factory=lambda: OneEuroParams(0.25, 0.3, 0.5, 3.0))
+    rotation: OneEuroParams = field(default_factory=lambda: OneEuroParams(0.5, 30.0, 1.0, 3.0))
+    translation: OneEuroParams = field(default_factory=lambda: OneEuroParams(0.5, (40.0, 40.0, 5.0), 1.0, 3.0))
+    expression: OneEuroParams = field(default_factory=lambda: OneEuroParams(0.5, 0.3, 1.0, 3.0))
     enabled: bool = True
 
     @classmethod
-    def from_single(cls, min_cutoff: float, beta: float, d_cutoff: float, enabled: bool = True) -> "SmoothingConfig":
+    def from_single(cls, min_cutoff: float, beta: float, d_cutoff: float, enabled: bool = True,
+                    noise_deadzone: float = 0.0) -> "SmoothingConfig":
         """Map one (min_cutoff, beta, d_cutoff) triple, as in config/occface.yaml's ``smoothing``
         section, to all channels: the triple is taken as the *landmark* (pixel) parameters and the
         other channels are scaled by the same factors relative to the defaults (min_cutoff by
-        min_cutoff / 0.4, beta by beta / 0.15); ``d_cutoff`` is used for every channel."""
+        min_cutoff / 0.25, beta by beta / 0.3); ``d_cutoff`` and ``noise_deadzone`` (in noise stds,
+        so unit-free) are used for every channel."""
         d = cls()
         kc, kb = min_cutoff / d.landmarks.min_cutoff, beta / d.landmarks.beta
 
         def scale(p: OneEuroParams) -> OneEuroParams:
             mc = p.min_cutoff * kc if isinstance(p.min_cutoff, (int, float)) else tuple(v * kc for v in p.min_cutoff)
             b = p.beta * kb if isinstance(p.beta, (int, float)) else tuple(v * kb for v in p.beta)
-            return OneEuroParams(mc, b, d_cutoff)
+            return OneEuroParams(mc, b, d_cutoff, noise_deadzone)
 
-        return cls(OneEuroParams(min_cutoff, beta, d_cutoff), scale(d.rotation), scale(d.translation),
+        return cls(OneEuroParams(min_cutoff, beta, d_cutoff, noise_deadzone), scale(d.rotation), scale(d.translation),
                    scale(d.expression), enabled)
 
 
@@ -215,12 +269,16 @@ class TrackSmoother:
     def __init__(self, config: SmoothingConfig | None = None):
         self.config = config or SmoothingConfig()
         c = self.config
-        self.landmarks = OneEuroFilter(c.landmarks.min_cutoff, c.landmarks.beta, c.landmarks.d_cutoff, speed_dims=-1)
-        self.rotation = RotationFilter(c.rotation.min_cutoff, c.rotation.beta, c.rotation.d_cutoff)
+        self.landmarks = OneEuroFilter(c.landmarks.min_cutoff, c.landmarks.beta, c.landmarks.d_cutoff, speed_dims=-1,
+                                       noise_deadzone=c.landmarks.noise_deadzone)
+        self.rotation = RotationFilter(c.rotation.min_cutoff, c.rotation.beta, c.rotation.d_cutoff,
+                                       c.rotation.noise_deadzone)
         # per-axis speed: the depth of a monocular fit is much noisier than x/y, so a shared
         # cutoff would let the depth noise open the filter for x/y too
-        self.translation = OneEuroFilter(c.translation.min_cutoff, c.translation.beta, c.translation.d_cutoff)
-        self.expression = OneEuroFilter(c.expression.min_cutoff, c.expression.beta, c.expression.d_cutoff)
+        self.translation = OneEuroFilter(c.translation.min_cutoff, c.translation.beta, c.translation.d_cutoff,
+                                         noise_deadzone=c.translation.noise_deadzone)
+        self.expression = OneEuroFilter(c.expression.min_cutoff, c.expression.beta, c.expression.d_cutoff,
+                                        noise_deadzone=c.expression.noise_deadzone)
 
     def configure(self, config: SmoothingConfig) -> None:
         """Change parameters (state kept)."""
@@ -228,7 +286,7 @@ class TrackSmoother:
         for name in ("landmarks", "rotation", "translation", "expression"):
             p = getattr(config, name)
             f = getattr(self, name)
-            f.min_cutoff, f.beta, f.d_cutoff = p.min_cutoff, p.beta, p.d_cutoff
+            f.min_cutoff, f.beta, f.d_cutoff, f.noise_deadzone = p.min_cutoff, p.beta, p.d_cutoff, p.noise_deadzone
 
     def reset(self) -> None:
         for f in (self.landmarks, self.rotation, self.translation, self.expression):

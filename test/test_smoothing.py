@@ -168,6 +168,52 @@ def test_from_single_maps_defaults():
     d = SmoothingConfig()
     c = SmoothingConfig.from_single(d.landmarks.min_cutoff, d.landmarks.beta, 1.0)
     assert c.rotation.beta == d.rotation.beta and c.translation.beta == d.translation.beta
-    c2 = SmoothingConfig.from_single(0.8, 0.3, 1.0)
+    c2 = SmoothingConfig.from_single(2 * d.landmarks.min_cutoff, 2 * d.landmarks.beta, 1.0, noise_deadzone=2.0)
     assert c2.rotation.min_cutoff == 2 * d.rotation.min_cutoff and c2.expression.beta == 2 * d.expression.beta
+    assert {c2.landmarks.noise_deadzone, c2.rotation.noise_deadzone, c2.translation.noise_deadzone,
+            c2.expression.noise_deadzone} == {2.0}
     TrackSmoother(c2)(0.0, translation_m=torch.zeros(3))
+
+
+def _still_and_moving(noise_px: float, seed: int):
+    """(T, 68, 2) still landmarks with white noise, and the same points moving at 60 px/s from t = 2 s."""
+    gen = torch.Generator().manual_seed(seed)
+    truth = torch.rand(68, 2, generator=gen, dtype=torch.float64) * 300
+    t = torch.arange(150, dtype=torch.float64) / FPS
+    shift = (60.0 * (t - 2.0)).clamp_min(0.0)
+    moving = truth + torch.stack((shift, torch.zeros_like(shift)), -1)[:, None]
+    return t, truth + noise_px * torch.randn(150, 68, 2, generator=gen, dtype=torch.float64), moving
+
+
+def _run(f, t, x):
+    return torch.stack([f(x[i], float(t[i])) for i in range(len(t))])
+
+
+def test_noise_deadzone_keeps_a_still_signal_near_min_cutoff():
+    for noise_px in (0.2, 1.0, 3.0):
+        t, still, _ = _still_and_moving(noise_px, seed=3)
+        classic = _run(OneEuroFilter(0.25, 0.3, 0.5, speed_dims=-1), t, still)
+        dead = _run(OneEuroFilter(0.25, 0.3, 0.5, speed_dims=-1, noise_deadzone=3.0), t, still)
+        lowpass = _run(OneEuroFilter(0.25, 0.0, 0.5, speed_dims=-1), t, still)  # the best a still head can get
+        spread = lambda y: float((y[30:] - y[30:].mean(0)).norm(dim=-1).pow(2).mean().sqrt())  # noqa: E731
+        assert spread(dead) < 0.6 * spread(classic)  # classic: 1.9x (0.2 px) to 4.6x (3 px) the low-pass
+        if noise_px <= 1.0:  # FaceMesh on a still face: 0.1-0.3 px; 3 px: 1.6x (the noise's tail opens it)
+            assert spread(dead) < 1.25 * spread(lowpass)
+        f = OneEuroFilter(0.25, 0.3, 0.5, speed_dims=-1, noise_deadzone=3.0)
+        _run(f, t, still)
+        assert f.noise_std.shape == (68, 1)  # one estimate per landmark (speed group)
+        assert abs(float(f.noise_std.median()) / noise_px - 1.0) < 0.3  # the third-difference estimate
+
+
+def test_noise_deadzone_does_not_slow_motion_above_the_noise():
+    t, _, moving = _still_and_moving(0.0, seed=4)
+    noisy = moving + 0.5 * torch.randn(moving.shape, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    for beta in (0.15, 0.3):
+        classic = _run(OneEuroFilter(0.25, beta, 0.5, speed_dims=-1), t, noisy)
+        dead = _run(OneEuroFilter(0.25, beta, 0.5, speed_dims=-1, noise_deadzone=3.0), t, noisy)
+        lag = lambda y: float((moving[90:, :, 0] - y[90:, :, 0]).mean())  # noqa: E731 - px behind, last 2 s
+        assert 0.0 < lag(dead) < 1.2 * lag(classic)  # the dead zone costs at most 20 % more lag at 60 px/s
+    # 0 = the classic filter exactly
+    a = _run(OneEuroFilter(0.25, 0.3, 0.5, speed_dims=-1), t, noisy)
+    b = _run(OneEuroFilter(0.25, 0.3, 0.5, speed_dims=-1, noise_deadzone=0.0), t, noisy)
+    assert torch.equal(a, b)

@@ -6,6 +6,8 @@ Scenarios at --fps (default 30), all from the real ICT model projected with a 60
   1. landmarks, static head, Gaussian noise (--noise px per coordinate) on the 68 landmarks;
   2. landmarks, moving head (yaw sinusoid 30 deg amplitude, 0.5 Hz), noisy: lag by phase;
   3. landmarks, 5 cm sideways step of the head, noise-free: time to 90 % of the step;
+  3b. landmarks, slow drift (x sinusoid 2 cm amplitude, 0.1 Hz; ~15 px/s at most), noisy: lag;
+  3c. landmarks, talking (jawOpen 0.3 +- 0.3 at 2 Hz), noisy: lag and amplitude of the inner-lip gap;
   4. pose/expression from noisy per-frame fits (FaceFitter, warm start, 68 + 300 dense points
      with the same noise) of a static head: jitter of yaw/pitch/roll, translation, expression;
   5. pose from noisy fits of a moving head (yaw 30 deg and x 10 cm sinusoids, 0.5 Hz): lag;
@@ -16,7 +18,8 @@ the truth; both raw and smoothed, and their ratio. Lag: delay of the fitted 0.5 
 (phase difference) and time to 90 % of a step, in ms.
 
 Usage: python tools/measure_smoothing.py OUT.png [--fps 30] [--noise 1.0]
-          [--landmarks MIN_CUTOFF,BETA] [--rotation ..] [--translation ..] [--expression ..]
+          [--landmarks MIN_CUTOFF,BETA[,D_CUTOFF[,NOISE_DEADZONE]]] [--rotation ..] [--translation ..]
+          [--expression ..]
 """
 from __future__ import annotations
 
@@ -78,8 +81,9 @@ def time_to_90_ms(t: np.ndarray, sig: np.ndarray, t_step: float, start: float, e
 def parse_params(s: str | None, default: OneEuroParams) -> OneEuroParams:
     if not s:
         return default
-    v = [float(x) for x in s.split(",")]  # min_cutoff,beta[,d_cutoff]; scalar beta only
-    return OneEuroParams(v[0], v[1], v[2] if len(v) > 2 else default.d_cutoff)
+    v = [float(x) for x in s.split(",")]  # min_cutoff,beta[,d_cutoff[,noise_deadzone]]; scalar beta only
+    return OneEuroParams(v[0], v[1], v[2] if len(v) > 2 else default.d_cutoff,
+                         v[3] if len(v) > 3 else default.noise_deadzone)
 
 
 class Scene:
@@ -95,14 +99,17 @@ class Scene:
         self.g = g
         self.fitter = FaceFitter.for_vertices(self.model, self.vids)
 
-    def project(self, yaw_deg: np.ndarray, tx: np.ndarray) -> torch.Tensor:
-        """(T,) yaw and x-translation -> noise-free pixels (T, N, 2)."""
+    def project(self, yaw_deg: np.ndarray, tx: np.ndarray, jaw_open: np.ndarray | None = None) -> torch.Tensor:
+        """(T,) yaw, x-translation (and jawOpen weight) -> noise-free pixels (T, N, 2)."""
         T = len(yaw_deg)
         rot = rotation_from_yaw_pitch_roll_deg(torch.tensor(yaw_deg, dtype=torch.float32), 0.0, 0.0)
         t = torch.zeros(T, 3)
         t[:, 0] = torch.tensor(tx, dtype=torch.float32)
         t[:, 2] = DEPTH
-        pts = self.model.vertices(self.identity.expand(T, -1), self.expression.expand(T, -1), self.vids)
+        expression = self.expression.expand(T, -1).clone()
+        if jaw_open is not None:
+            expression[:, self.model.expression_names.index("jawOpen")] = torch.tensor(jaw_open, dtype=torch.float32)
+        pts = self.model.vertices(self.identity.expand(T, -1), expression, self.vids)
         return project_points(pts @ rot.transpose(1, 2) + t[:, None], self.K)
 
     def noisy(self, uv: torch.Tensor) -> torch.Tensor:
@@ -149,6 +156,7 @@ def main(argv=None) -> int:
     ap.add_argument("--rotation")
     ap.add_argument("--translation")
     ap.add_argument("--expression")
+    ap.add_argument("--noise-deadzone", type=float, help="noise_deadzone of every channel not given explicitly")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
 
@@ -159,6 +167,10 @@ def main(argv=None) -> int:
         translation=parse_params(args.translation, d.translation),
         expression=parse_params(args.expression, d.expression),
     )
+    if args.noise_deadzone is not None:
+        for name in ("landmarks", "rotation", "translation", "expression"):
+            if getattr(args, name) is None:
+                getattr(cfg, name).noise_deadzone = args.noise_deadzone
     scene = Scene(args.noise)
     T = int(args.seconds * args.fps)
     t = np.arange(T) / args.fps
@@ -195,6 +207,22 @@ def main(argv=None) -> int:
     rows.append(("landmarks 5 cm step: 90% time ms", time_to_90_ms(ts, lm_st[:, 30, 0], t_step, x0, x1),
                  time_to_90_ms(ts, lm_sts[:, 30, 0], t_step, x0, x1)))
 
+    # 3b. slow drift: x sinusoid 2 cm at 0.1 Hz, noisy
+    slow_x = 0.02 * np.sin(2 * math.pi * 0.1 * t)
+    lm_dt = scene.project(np.zeros(T), slow_x)[:, :68].numpy().astype(np.float64)
+    lm_ds = smooth_landmarks(cfg, t, scene.noisy(torch.from_numpy(lm_dt).float()).numpy().astype(np.float64))
+    rows.append(("landmarks slow drift 0.1Hz: lag ms", 0.0,
+                 np.median([sinus_lag_ms(t[warm:], lm_ds[warm:, i, 0], lm_dt[warm:, i, 0], 0.1) for i in range(68)])))
+
+    # 3c. talking: jawOpen 0.3 +- 0.3 at 2 Hz; the inner-lip gap (iBUG 66 - 62)
+    jaw = 0.3 + 0.3 * np.sin(2 * math.pi * 2.0 * t)
+    lm_jt = scene.project(np.zeros(T), np.zeros(T), jaw)[:, :68].numpy().astype(np.float64)
+    lm_j = scene.noisy(torch.from_numpy(lm_jt).float()).numpy().astype(np.float64)
+    lm_js = smooth_landmarks(cfg, t, lm_j)
+    gap_t, gap_s = lm_jt[:, 66, 1] - lm_jt[:, 62, 1], lm_js[:, 66, 1] - lm_js[:, 62, 1]
+    rows.append(("landmarks jaw 2Hz: lip-gap lag ms", 0.0, sinus_lag_ms(t[warm:], gap_s[warm:], gap_t[warm:], 2.0)))
+    rows.append(("landmarks jaw 2Hz: lip-gap amplitude", 1.0, float(np.std(gap_s[warm:]) / np.std(gap_t[warm:]))))
+
     # 4. static head through the fitter
     uv_static = scene.noisy(scene.project(np.zeros(T), np.zeros(T)))
     ang_raw, tr_raw, ex_raw, rot_raw = scene.fit_sequence(uv_static)
@@ -228,13 +256,14 @@ def main(argv=None) -> int:
     rows.append(("fit x 5cm step: 90% time ms", time_to_90_ms(ts, tr_sr[:, 0], t_step, tr_sr[0, 0], tr_sr[-1, 0]),
                  time_to_90_ms(ts, tr_ss[:, 0], t_step, tr_sr[0, 0], tr_sr[-1, 0])))
 
-    print(f"fps {args.fps:g}, noise {args.noise:g} px, head at {DEPTH} m; parameters (min_cutoff, beta, d_cutoff):")
+    print(f"fps {args.fps:g}, noise {args.noise:g} px, head at {DEPTH} m; parameters "
+          "(min_cutoff, beta, d_cutoff, noise_deadzone):")
     for name in ("landmarks", "rotation", "translation", "expression"):
         p = getattr(cfg, name)
-        print(f"  {name:12s} {p.min_cutoff}, {p.beta}, {p.d_cutoff}")
+        print(f"  {name:12s} {p.min_cutoff}, {p.beta}, {p.d_cutoff}, {p.noise_deadzone}")
     print(f"{'quantity':40s} {'raw':>10s} {'smoothed':>10s} {'raw/smoothed':>13s}")
     for name, a, b in rows:
-        ratio = a / b if (b and "lag" not in name and "time" not in name) else float("nan")
+        ratio = a / b if (b and "lag" not in name and "time" not in name and "amplitude" not in name) else float("nan")
         print(f"{name:40s} {a:10.3f} {b:10.3f} {ratio:13.2f}")
 
     import matplotlib

@@ -239,7 +239,8 @@ class OccfaceNode(Node):
         self._config["smoothing"].update(s)
         if hasattr(self.pipeline, "config"):
             self.pipeline.config["smoothing"]["enabled"] = bool(s["enabled"])
-        self.pipeline.set_smoothing(float(s["min_cutoff"]), float(s["beta"]), float(s["d_cutoff"]))
+        self.pipeline.set_smoothing(float(s["min_cutoff"]), float(s["beta"]), float(s["d_cutoff"]),
+                                    float(s["noise_deadzone"]))
 
     def _intrinsics_from_camera_info(self, width: int, height: int):
         info = self._camera_info

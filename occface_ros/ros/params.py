@@ -28,7 +28,8 @@ NULL_AS = {"camera.fx": 0.0, "camera.fy": 0.0, "camera.cx": 0.0, "camera.cy": 0.
 SKIP_SECTIONS = ("output",)
 # the node is live: core defaults that differ from config/occface.yaml's (a config file or -p overrides them)
 LIVE_CORE_DEFAULTS = {"occlusion": {"background": True}}
-RUNTIME_CORE = ("smoothing.enabled", "smoothing.min_cutoff", "smoothing.beta", "smoothing.d_cutoff")
+RUNTIME_CORE = ("smoothing.enabled", "smoothing.min_cutoff", "smoothing.beta", "smoothing.d_cutoff",
+                "smoothing.noise_deadzone")
 
 NODE_DEFAULTS: dict[str, object] = {
     "config_file": "",  # see module doc
@@ -51,6 +52,8 @@ DESCRIPTIONS = {
     "smoothing.min_cutoff": "One-Euro min cutoff, Hz (> 0); changeable at run time",
     "smoothing.beta": "One-Euro speed coefficient (>= 0); changeable at run time",
     "smoothing.d_cutoff": "One-Euro derivative cutoff, Hz (> 0); changeable at run time",
+    "smoothing.noise_deadzone": "speeds up to this many noise stds keep the filter at min_cutoff (>= 0; "
+                                "0 = classic One-Euro); changeable at run time",
 }
 
 
@@ -132,7 +135,7 @@ def validate_value(name: str, value) -> str | None:
         return f"{name} must be finite"
     if name in ("smoothing.min_cutoff", "smoothing.d_cutoff") and not value > 0:
         return f"{name} must be > 0 (Hz), got {value}"
-    if name == "smoothing.beta" and value < 0:
+    if name in ("smoothing.beta", "smoothing.noise_deadzone") and value < 0:
         return f"{name} must be >= 0, got {value}"
     if name == "mesh_max_triangles" and value < 0:
         return f"{name} must be >= 0 (0 = full mesh), got {value}"

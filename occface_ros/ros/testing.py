@@ -138,8 +138,10 @@ class FakePipeline:
         self._next_id = 1
         self._lock = threading.Lock()
 
-    def set_smoothing(self, min_cutoff, beta, d_cutoff):
+    def set_smoothing(self, min_cutoff, beta, d_cutoff, noise_deadzone=None):
         self.config["smoothing"].update(min_cutoff=min_cutoff, beta=beta, d_cutoff=d_cutoff)
+        if noise_deadzone is not None:
+            self.config["smoothing"]["noise_deadzone"] = noise_deadzone
         self.smoothing_calls.append((min_cutoff, beta, d_cutoff))
 
     def reset(self):
