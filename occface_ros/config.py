@@ -102,6 +102,8 @@ def validate(cfg: dict) -> dict:
     if not 0 < get("camera.hfov_deg") < 180:
         raise ConfigError("config key 'camera.hfov_deg' must be in (0, 180)")
     for path in ("landmarks.reacquire_iou", "occlusion.visible_threshold", "occlusion.refit_min_change",
+                 "occlusion.relandmark_min_ratio",
+                 "occlusion.relandmark_min_learned",
                  "occlusion.hands.min_score", "occlusion.hands.presence_threshold"):
         if not 0 <= get(path) <= 1:
             raise ConfigError(f"config key '{path}' must be in [0, 1], got {get(path)!r}")

@@ -1,7 +1,7 @@
 """The ROS-free core: image in, tracked and fitted 3D faces out."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import cv2
 import numpy as np
@@ -82,6 +82,11 @@ class FrameResult:
     deoccluded_bgr: np.ndarray | None = None  # (H, W, 3) uint8 when occlusion.deocclude is on
     occlusion_timestamp_s: float | None = None  # timestamp of the frame the maps were reasoned on
     # (this frame's when reasoning ran on it; older with occlusion.every_n_frames or .background)
+
+
+def _with_points_visible(outcome: ReasoningOutcome, points_visible: torch.Tensor) -> ReasoningOutcome:
+    """The outcome with the visibility of other points (the faces' landmarks moved after the reasoning)."""
+    return replace(outcome, points_visible=points_visible, landmarks68_visible=points_visible[:, :68])
 
 
 class _TrackState:
@@ -238,7 +243,7 @@ class FacePipeline:
             result.occlusion_mask = last.result.occlusion_mask.cpu().numpy()
             result.parsing = last.result.m_gamma.cpu().numpy()
             result.occlusion_timestamp_s = last.job.timestamp_s
-        if new is not None and new.result.deoccluded is not None:
+        if new is not None and new.result.deoccluded is not None and self.config["occlusion"]["deocclude"]:
             rgb = (new.result.deoccluded.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()
             result.deoccluded_bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
         result.stage_ms = dict(self.timer.last)
@@ -326,16 +331,27 @@ class FacePipeline:
             fit = self.fitter(points, self._weights(visible), K, init=init, **priors)
         if self.reasoner is not None:
             occ_cfg = self.config["occlusion"]
+            inline_relandmark = occ_cfg["relandmark"] and self.background is None
             job = lambda: ReasoningJob(image.tensor, fit.clone(), K, list(tracked.track_ids), tracked.rois,  # noqa: E731
-                                       points, timestamp_s, occ_cfg["probe_radius_px"], occ_cfg["deocclude"])
+                                       points, timestamp_s, occ_cfg["probe_radius_px"],
+                                       occ_cfg["deocclude"] or inline_relandmark)
             if self.background is not None:
                 if self.background.idle() and self._reason_now(states):
                     self.background.submit(job())
             elif self._reason_now(states):
                 with self.timer("occlusion"):
                     new = reason(self.reasoner, job())
+                relandmarked = False
+                if inline_relandmark:
+                    with self.timer("relandmark"):
+                        relandmarked = self._relandmark(new, tracked)
+                    if relandmarked:
+                        lm468 = tracked.landmarks468
+                        lm68 = landmarks68_from_mp468(lm468[..., :2], self.correspondences)
+                        points = torch.cat([lm68, lm468[:, self.dense_index, :2]], 1)
+                        new = _with_points_visible(new, new.result.points_visible(points, occ_cfg["probe_radius_px"]))
                 changed = (new.points_visible != visible).float().mean(1)
-                if occ_cfg["refit"] and bool((changed > occ_cfg["refit_min_change"]).any()):
+                if relandmarked or (occ_cfg["refit"] and bool((changed > occ_cfg["refit_min_change"]).any())):
                     with self.timer("refit"):
                         fit = self.fitter(points, self._weights(new.points_visible), K, init=fit,
                                           iterations=self.config["fitting"]["iterations_warm"], **priors)
@@ -363,6 +379,34 @@ class FacePipeline:
                     face.occlusion_ratio, face.occlusion_by_region, face.region_pixels = state.occlusion[1:]
                 faces.append(face)
         return faces, new
+
+    def _relandmark(self, new: ReasoningOutcome, tracked) -> bool:
+        """FaceMesh again on the de-occluded frame (the paper's I_out: the track's texture rendered into
+        the occluded pixels) for faces occluded by `occlusion.relandmark_min_ratio` or more whose
+        texture has learned at least `relandmark_min_learned` of what it renders there (a face never
+        seen unoccluded, e.g. a single photo, or a forehead always under a hat, is left as it is):
+        with the face complete, the visible landmarks are no longer dragged by the occluder.
+        Replaces those faces' landmarks in `tracked` and the tracker's next ROIs; True when any
+        face changed."""
+        occ_cfg = self.config["occlusion"]
+        res = new.result
+        if res.deoccluded is None:
+            return False
+        idx = torch.nonzero((res.occlusion_ratio >= float(occ_cfg["relandmark_min_ratio"]))
+                            & (res.deoccluded_learned >= float(occ_cfg["relandmark_min_learned"]))).squeeze(1)
+        if idx.numel() == 0:
+            return False
+        landmarker = self.tracker.landmarker
+        again = landmarker(res.deoccluded, landmarker.next_rois(tracked.landmarks468[idx]))
+        ok = again.presence >= self.tracker.presence_threshold
+        if not bool(ok.any()):
+            return False
+        idx = idx[ok]
+        lm468 = tracked.landmarks468.clone()
+        lm468[idx] = again.landmarks468[ok]
+        tracked.landmarks468 = lm468
+        self.tracker.set_landmarks([tracked.track_ids[i] for i in idx.tolist()], lm468[idx])
+        return True
 
     def _reason_now(self, states) -> bool:
         """Run the occlusion reasoning on this frame? Every `occlusion.every_n_frames` frames, and

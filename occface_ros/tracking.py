@@ -56,6 +56,14 @@ class FaceTracker:
         self.rois: torch.Tensor | None = None
         self.frames_since_detect = 0
 
+    def set_landmarks(self, track_ids: list[int], landmarks468: torch.Tensor) -> None:
+        """Next-frame ROIs of these live tracks from other landmarks of this frame (B, 468, 3)."""
+        rows = [self.track_ids.index(t) for t in track_ids]
+        if rows:
+            rois = self.rois.clone()
+            rois[rows] = self.landmarker.next_rois(landmarks468)
+            self.rois = rois
+
     def rename(self, mapping: dict[int, int]) -> None:
         """Give live tracks other ids (new id -> id of a track they resume)."""
         self.track_ids = [mapping.get(t, t) for t in self.track_ids]

@@ -223,3 +223,48 @@ def test_a_held_track_is_reported_lost_when_its_window_ends():
     assert len(set(ids)) == 1 and len(ids) == 4, ids
     assert lost[:8] == [[]] * 8 and lost[8] == ids[:1] and not any(lost[9:]), lost
     assert not pipe.held and not pipe.tracks
+
+
+def test_relandmarking_on_the_deoccluded_face_follows_a_learned_face_better():
+    """The synthetic sequence (exact ground truth): a bar slides over a face seen unoccluded before.
+    FaceMesh run again on the de-occluded frame (the track's texture rendered into the bar) gives
+    landmarks nearer the truth than the occluded frame's. Measured (2026-11-21): mean NME over
+    frames 19-25 (bar over 50-68 % of the face) 0.0467 without, 0.0423 with."""
+    from occface_ros.evaluation.harness import _eval_config, match_face
+    from occface_ros.evaluation.metrics import nme as nme_iod
+    from occface_ros.evaluation.synthetic import make_sequence
+    from occface_ros.pipeline import FacePipeline
+
+    cfg, _ = _eval_config()
+    seq = make_sequence(60, 640, 480, cfg)
+    errors, learned = {}, []
+    for on in (False, True):
+        cfg["occlusion"]["relandmark"] = on
+        pipe = FacePipeline(cfg)
+        if on:  # the fraction of the occluded pixels rendered from learned texels, as the pipeline sees it
+            reason = pipe._relandmark
+            pipe._relandmark = lambda new, tracked: (learned.append(float(new.result.deoccluded_learned[0])),
+                                                     reason(new, tracked))[1]
+        errors[on] = []
+        for i in range(26):
+            face = match_face(pipe.process(seq.frames_bgr[i], i / 30).faces, seq.landmarks68[i])
+            errors[on].append(nme_iod(face.landmarks68, seq.landmarks68[i]))
+    assert errors[True][:12] == errors[False][:12]  # under 10 % occluded (or too little learned): unchanged
+    assert np.mean(errors[True][19:]) < 0.95 * np.mean(errors[False][19:]), errors
+    assert learned[-1] > 0.8 and learned[0] < 0.5, learned  # the texture learns the face as the bar comes
+
+
+def test_relandmarking_leaves_a_face_never_seen_unoccluded_alone(annotated_photos):
+    """A single occluded photo: the texture has learned nothing under the occluder, so nothing is
+    re-landmarked (the render there would only be the shaded skin reference)."""
+    from occface_ros.evaluation.occluders import apply_occluder
+    from occface_ros.pipeline import FacePipeline
+
+    photo = next(p for p in annotated_photos if p.name == "lenna")
+    image = apply_occluder("mask_blue", photo.image_bgr, [photo.landmarks68], seed=0).image_bgr
+    out = {}
+    for on in (False, True):
+        pipe = FacePipeline(load_config(overrides={"occlusion": {"relandmark": on}}))
+        out[on] = pipe.process(image, 0.0).faces[0]
+    assert out[True].occlusion_ratio > 0.1  # the mask is seen...
+    np.testing.assert_array_equal(out[True].landmarks68, out[False].landmarks68)  # ...and nothing changes

@@ -50,6 +50,9 @@ class OcclusionResult:
     occlusion_ratio: torch.Tensor  # (B,) occluded / face pixels per face
     region_pixels: torch.Tensor  # (B, R, 2) int64 (occluded, total) per FACE_LABELS region
     deoccluded: torch.Tensor | None = None  # (3, H, W) float RGB when requested
+    deoccluded_learned: torch.Tensor | None = None  # (B,) with it: fraction of each face's occluded pixels
+    # rendered from texels the track's texture has learned (confidence >= texture_full_confidence); the
+    # rest show only the shaded skin reference
     scale: tuple[float, float] = (1.0, 1.0)  # working resolution / input resolution (x, y)
     work_occlusion_mask: torch.Tensor | None = None  # the mask at the working resolution
     _dilated: dict = field(default_factory=dict)
@@ -118,15 +121,17 @@ class OcclusionReasoner:
         for tid in track_ids:
             self.textures.pop(tid, None)
 
-    def _expected_image(self, image, frags, attrs, app, face_index, on_face, track_ids) -> torch.Tensor:
+    def _expected_image(self, image, frags, attrs, app, face_index, on_face, track_ids):
         """(3, H, W): the image with every face pixel replaced by its expected appearance
         (track texture x SH shading; the shading alone, i.e. the skin reference, where the
-        texture has not learned the texel)."""
+        texture has not learned the texel), and (H, W) bool: the texel was learned (sampled
+        confidence >= texture_full_confidence)."""
         sel = face_index.clamp_min(0)
         normals, uv = attrs.normals[0], attrs.uv[0]
         lighting = app.lighting[sel]  # (H, W, 9, 3)
         shading = shade(normals.reshape(-1, 3), lighting.reshape(-1, 9, 3)).view(*normals.shape[:2], 3)
         albedo = torch.ones_like(shading)
+        learned = torch.zeros_like(on_face)
         for f, tid in enumerate(track_ids):
             texture = self.textures.get(tid)
             if texture is None or texture.frames == 0:
@@ -135,8 +140,9 @@ class OcclusionReasoner:
             tex_albedo, confidence = texture.sample(uv[mask])
             known = (confidence > 0).unsqueeze(-1)
             albedo[mask] = torch.where(known, tex_albedo, albedo[mask])
+            learned[mask] = confidence >= self.appearance.config.texture_full_confidence
         expected = (albedo * shading).clamp(0, 1).permute(2, 0, 1)
-        return torch.where(on_face[None], expected, image)
+        return torch.where(on_face[None], expected, image), learned
 
     def face_vertices(self, fit) -> torch.Tensor:
         """(B, V', 3) camera-frame vertices of the labelled face part of each fitted face."""
@@ -198,7 +204,7 @@ class OcclusionReasoner:
             face_p = app.face_likelihood.gather(0, face_index.clamp_min(0)[None])[0]
             likelihood = torch.where(on_face, likelihood * face_p, likelihood)
             if deocclude:
-                deoccluded = self._expected_image(image, frags, attrs, app, face_index, on_face, track_ids)
+                deoccluded, learned = self._expected_image(image, frags, attrs, app, face_index, on_face, track_ids)
 
         visible = likelihood >= cfg["visible_threshold"]
         m_alpha = torch.full_like(m_beta, L.BACKGROUND)
@@ -222,6 +228,11 @@ class OcclusionReasoner:
         ratio = sums[:, 0].float() / sums[:, 1].clamp_min(1).float()
         result = OcclusionResult(m_alpha, m_beta, m_gamma, occluded, face_index, likelihood, hand_mask,
                                  ratio, region_pixels, None, scale=(sx, sy))
+        if deoccluded is not None:
+            hidden = occluded & on_face
+            owner = face_index[hidden]
+            result.deoccluded_learned = (torch.bincount(owner, weights=learned[hidden].float(), minlength=b)
+                                         / torch.bincount(owner, minlength=b).clamp_min(1))
         result.upsample(full_h, full_w)
         if deoccluded is not None:
             if scale < 1.0:
