@@ -237,6 +237,12 @@ def test_parameters_runtime_smoothing_and_rejections(rig, photo):
     assert all(r.successful for r in ok)
     rig.send(photo[::4, ::4].copy())
     assert rig.pipeline.smoothing_calls[-1] == (2.5, 0.3, 0.5)  # d_cutoff unchanged (config default)
+    assert rig.pipeline.config["smoothing"]["noise_deadzone"] == 3.0  # config default, passed on
+    assert rig.node.set_parameters([Parameter("smoothing.noise_deadzone", value=1.5)])[0].successful
+    rig.send(photo[::4, ::4].copy())
+    assert rig.pipeline.config["smoothing"]["noise_deadzone"] == 1.5
+    bad = rig.node.set_parameters([Parameter("smoothing.noise_deadzone", value=-0.5)])[0]
+    assert not bad.successful and "smoothing.noise_deadzone must be >= 0" in bad.reason
     bad = rig.node.set_parameters([Parameter("smoothing.beta", value=-1.0)])[0]
     assert not bad.successful and "smoothing.beta must be >= 0" in bad.reason
     bad = rig.node.set_parameters([Parameter("smoothing.min_cutoff", value=0.0)])[0]
