@@ -16,10 +16,13 @@ opens the filter. ``noise_deadzone`` k > 0 subtracts what noise explains:
 
 The third difference e cancels smooth motion (up to constant acceleration) and has variance
 20 sigma^2 for white noise of std sigma; sigma / dt * sqrt(a_d / (2 - a_d)) is the std of the
-low-passed derivative of such noise (a_d = alpha(d_cutoff, dt)). So a still signal stays at
-``min_cutoff`` whatever its noise level, and motion above the noise opens the filter as before. Timestamps are in seconds and may be irregular. Everything is vectorised
-over arbitrary tensor shapes; ``speed_dims`` makes the speed a Euclidean norm over some axes
-(e.g. per 2D landmark, or over the 4 quaternion components) so those axes share one cutoff.
+low-passed derivative of such noise (a_d = alpha(d_cutoff, dt)). So a still signal stays near
+``min_cutoff`` (within 1.25x of that low-pass's spread up to 1 px of noise, measured), and motion
+above the noise opens the filter as before.
+
+Timestamps are in seconds and may be irregular. Everything is vectorised over arbitrary tensor
+shapes; ``speed_dims`` makes the speed a Euclidean norm over some axes (e.g. per 2D landmark, or
+over the 4 quaternion components) so those axes share one cutoff and one noise estimate.
 
 Units: ``min_cutoff`` and ``d_cutoff`` in Hz; ``beta`` in Hz per (signal unit / s), i.e. it
 depends on the channel's units (px, metres, radians, blendshape weight).
