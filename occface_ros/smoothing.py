@@ -141,6 +141,11 @@ class OneEuroFilter:
         return out.numpy() if was_np else out
 
 
+def _forwarded(name: str) -> property:
+    """A property reading and writing `self.filter.<name>`."""
+    return property(lambda self: getattr(self.filter, name), lambda self, v: setattr(self.filter, name, v))
+
+
 class RotationFilter:
     """One-Euro smoothing of rotations (..., 3, 3) through unit quaternions.
 
@@ -155,37 +160,11 @@ class RotationFilter:
                  noise_deadzone: float = 0.0):
         self.filter = OneEuroFilter(min_cutoff, beta, d_cutoff, speed_dims=-1, noise_deadzone=noise_deadzone)
 
-    @property
-    def min_cutoff(self):
-        return self.filter.min_cutoff
-
-    @min_cutoff.setter
-    def min_cutoff(self, v):
-        self.filter.min_cutoff = v
-
-    @property
-    def beta(self):
-        return self.filter.beta
-
-    @beta.setter
-    def beta(self, v):
-        self.filter.beta = v
-
-    @property
-    def d_cutoff(self):
-        return self.filter.d_cutoff
-
-    @d_cutoff.setter
-    def d_cutoff(self, v):
-        self.filter.d_cutoff = v
-
-    @property
-    def noise_deadzone(self):
-        return self.filter.noise_deadzone
-
-    @noise_deadzone.setter
-    def noise_deadzone(self, v):
-        self.filter.noise_deadzone = v
+    # the parameters live on the inner filter (settable at run time like OneEuroFilter's)
+    min_cutoff = _forwarded("min_cutoff")
+    beta = _forwarded("beta")
+    d_cutoff = _forwarded("d_cutoff")
+    noise_deadzone = _forwarded("noise_deadzone")
 
     def reset(self) -> None:
         self.filter.reset()
