@@ -332,9 +332,11 @@ class FacePipeline:
         if self.reasoner is not None:
             occ_cfg = self.config["occlusion"]
             inline_relandmark = occ_cfg["relandmark"] and self.background is None
-            job = lambda: ReasoningJob(image.tensor, fit.clone(), K, list(tracked.track_ids), tracked.rois,  # noqa: E731
-                                       points, timestamp_s, occ_cfg["probe_radius_px"],
-                                       occ_cfg["deocclude"] or inline_relandmark)
+            job = lambda: ReasoningJob(  # noqa: E731
+                image.tensor, fit.clone(), K, list(tracked.track_ids), tracked.rois, points, timestamp_s,
+                occ_cfg["probe_radius_px"], occ_cfg["deocclude"],
+                (float(occ_cfg["relandmark_min_ratio"]), float(occ_cfg["relandmark_min_learned"]))
+                if inline_relandmark else None)
             if self.background is not None:
                 if self.background.idle() and self._reason_now(states):
                     self.background.submit(job())
@@ -390,7 +392,7 @@ class FacePipeline:
         face changed."""
         occ_cfg = self.config["occlusion"]
         res = new.result
-        if res.deoccluded is None:
+        if res.deoccluded is None or res.deoccluded_learned is None:
             return False
         idx = torch.nonzero((res.occlusion_ratio >= float(occ_cfg["relandmark_min_ratio"]))
                             & (res.deoccluded_learned >= float(occ_cfg["relandmark_min_learned"]))).squeeze(1)

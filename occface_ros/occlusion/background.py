@@ -36,6 +36,7 @@ class ReasoningJob:
     timestamp_s: float
     probe_radius_px: float
     deocclude: bool = False
+    deocclude_when: tuple[float, float] | None = None  # see OcclusionReasoner.__call__
 
 
 @dataclass
@@ -122,7 +123,8 @@ def _lower_priority(nice: int) -> None:
 def reason(reasoner: OcclusionReasoner, job: ReasoningJob) -> ReasoningOutcome:
     """Run `reasoner` on `job`: maps, visibility of the job's points, region ratios per face."""
     start = time.perf_counter()
-    result = reasoner(job.image, job.fit, job.K, job.track_ids, job.rois, deocclude=job.deocclude)
+    result = reasoner(job.image, job.fit, job.K, job.track_ids, job.rois, deocclude=job.deocclude,
+                      deocclude_when=job.deocclude_when)
     points_visible = result.points_visible(job.points, job.probe_radius_px)
     landmarks68_visible = points_visible[:, :68]
     regions = [reasoner.region_dicts(result, i) for i in range(len(job.track_ids))]

@@ -50,9 +50,9 @@ class OcclusionResult:
     occlusion_ratio: torch.Tensor  # (B,) occluded / face pixels per face
     region_pixels: torch.Tensor  # (B, R, 2) int64 (occluded, total) per FACE_LABELS region
     deoccluded: torch.Tensor | None = None  # (3, H, W) float RGB when requested
-    deoccluded_learned: torch.Tensor | None = None  # (B,) with it: fraction of each face's occluded pixels
-    # rendered from texels the track's texture has learned (confidence >= texture_full_confidence); the
-    # rest show only the shaded skin reference
+    deoccluded_learned: torch.Tensor | None = None  # (B,) when requested: fraction of each face's occluded
+    # pixels the track's texture has learned (confidence >= texture_full_confidence); the rest of the
+    # de-occluded face shows only the shaded skin reference
     scale: tuple[float, float] = (1.0, 1.0)  # working resolution / input resolution (x, y)
     work_occlusion_mask: torch.Tensor | None = None  # the mask at the working resolution
     _dilated: dict = field(default_factory=dict)
@@ -121,17 +121,29 @@ class OcclusionReasoner:
         for tid in track_ids:
             self.textures.pop(tid, None)
 
-    def _expected_image(self, image, frags, attrs, app, face_index, on_face, track_ids):
+    def _learned_fraction(self, uv, face_index, pixels, track_ids) -> torch.Tensor:
+        """(B,): per face, the fraction of `pixels` (H, W) bool of that face whose texel its track's
+        texture has learned (sampled confidence >= texture_full_confidence)."""
+        full = self.appearance.config.texture_full_confidence
+        owner, uv = face_index[pixels], uv[pixels]
+        learned = torch.zeros_like(owner, dtype=torch.float32)
+        for f, tid in enumerate(track_ids):
+            texture = self.textures.get(tid)
+            mine = owner == f
+            if texture is not None and texture.frames > 0 and bool(mine.any()):
+                learned[mine] = (texture.sample(uv[mine])[1] >= full).float()
+        b = len(track_ids)
+        return torch.bincount(owner, weights=learned, minlength=b) / torch.bincount(owner, minlength=b).clamp_min(1)
+
+    def _expected_image(self, image, frags, attrs, app, face_index, on_face, track_ids) -> torch.Tensor:
         """(3, H, W): the image with every face pixel replaced by its expected appearance
         (track texture x SH shading; the shading alone, i.e. the skin reference, where the
-        texture has not learned the texel), and (H, W) bool: the texel was learned (sampled
-        confidence >= texture_full_confidence)."""
+        texture has not learned the texel)."""
         sel = face_index.clamp_min(0)
         normals, uv = attrs.normals[0], attrs.uv[0]
         lighting = app.lighting[sel]  # (H, W, 9, 3)
         shading = shade(normals.reshape(-1, 3), lighting.reshape(-1, 9, 3)).view(*normals.shape[:2], 3)
         albedo = torch.ones_like(shading)
-        learned = torch.zeros_like(on_face)
         for f, tid in enumerate(track_ids):
             texture = self.textures.get(tid)
             if texture is None or texture.frames == 0:
@@ -140,9 +152,8 @@ class OcclusionReasoner:
             tex_albedo, confidence = texture.sample(uv[mask])
             known = (confidence > 0).unsqueeze(-1)
             albedo[mask] = torch.where(known, tex_albedo, albedo[mask])
-            learned[mask] = confidence >= self.appearance.config.texture_full_confidence
         expected = (albedo * shading).clamp(0, 1).permute(2, 0, 1)
-        return torch.where(on_face[None], expected, image), learned
+        return torch.where(on_face[None], expected, image)
 
     def face_vertices(self, fit) -> torch.Tensor:
         """(B, V', 3) camera-frame vertices of the labelled face part of each fitted face."""
@@ -151,7 +162,12 @@ class OcclusionReasoner:
 
     @torch.inference_mode()
     def __call__(self, image: torch.Tensor, fit, K: torch.Tensor, track_ids: list[int],
-                 rois: torch.Tensor | None = None, deocclude: bool = False) -> OcclusionResult:
+                 rois: torch.Tensor | None = None, deocclude: bool = False,
+                 deocclude_when: tuple[float, float] | None = None) -> OcclusionResult:
+        """Maps, evidence and occlusion of one frame's fitted faces. The de-occluded image is rendered
+        with `deocclude`, or with `deocclude_when` = (min_ratio, min_learned) only when a face is
+        occluded by at least min_ratio of its pixels of which its texture has learned at least
+        min_learned (`deoccluded_learned` is then set either way)."""
         cfg = self.config
         full_image = image
         full_h, full_w = image.shape[1:]
@@ -193,7 +209,7 @@ class OcclusionReasoner:
             face_p = probs[:, 0].gather(0, sel[None])[0]
             likelihood = torch.where(on_face, likelihood * face_p, likelihood)
             hair = probs[:, 1].amax(0) > 0.5
-        deoccluded = None
+        deoccluded = attrs = app = None
         if self.appearance is not None:
             attrs = surface_attributes(frags, verts, self.triangles, self.triangles, uv=self.uv,
                                        triangle_uv=self.triangle_uv)
@@ -203,8 +219,6 @@ class OcclusionReasoner:
             self.textures.update(zip(track_ids, app.textures))
             face_p = app.face_likelihood.gather(0, face_index.clamp_min(0)[None])[0]
             likelihood = torch.where(on_face, likelihood * face_p, likelihood)
-            if deocclude:
-                deoccluded, learned = self._expected_image(image, frags, attrs, app, face_index, on_face, track_ids)
 
         visible = likelihood >= cfg["visible_threshold"]
         m_alpha = torch.full_like(m_beta, L.BACKGROUND)
@@ -228,11 +242,13 @@ class OcclusionReasoner:
         ratio = sums[:, 0].float() / sums[:, 1].clamp_min(1).float()
         result = OcclusionResult(m_alpha, m_beta, m_gamma, occluded, face_index, likelihood, hand_mask,
                                  ratio, region_pixels, None, scale=(sx, sy))
-        if deoccluded is not None:
-            hidden = occluded & on_face
-            owner = face_index[hidden]
-            result.deoccluded_learned = (torch.bincount(owner, weights=learned[hidden].float(), minlength=b)
-                                         / torch.bincount(owner, minlength=b).clamp_min(1))
+        if app is not None and (deocclude or deocclude_when is not None):
+            result.deoccluded_learned = self._learned_fraction(attrs.uv[0], face_index, occluded & on_face, track_ids)
+            if not deocclude:
+                min_ratio, min_learned = deocclude_when
+                deocclude = bool(((ratio >= min_ratio) & (result.deoccluded_learned >= min_learned)).any())
+            if deocclude:
+                deoccluded = self._expected_image(image, frags, attrs, app, face_index, on_face, track_ids)
         result.upsample(full_h, full_w)
         if deoccluded is not None:
             if scale < 1.0:
