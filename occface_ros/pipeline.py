@@ -189,8 +189,9 @@ class FacePipeline:
         self.config["smoothing"].update(min_cutoff=min_cutoff, beta=beta, d_cutoff=d_cutoff)
         if noise_deadzone is not None:
             self.config["smoothing"]["noise_deadzone"] = noise_deadzone
+        config = self._smoothing_config()
         for state in self.tracks.values():
-            state.smoother.configure(self._smoothing_config())
+            state.smoother.configure(config)
 
     def reset(self) -> None:
         self.tracker.reset()
@@ -305,9 +306,7 @@ class FacePipeline:
                                            noise_deadzone=sm.get("noise_deadzone", 0.0))
 
     def _fit(self, image: FrameImage, tracked, K: torch.Tensor, timestamp_s: float):
-        lm468 = tracked.landmarks468
-        lm68 = landmarks68_from_mp468(lm468[..., :2], self.correspondences)
-        points = torch.cat([lm68, lm468[:, self.dense_index, :2]], 1)
+        lm68, points = self._fitting_points(tracked.landmarks468)
         states = []
         for tid in tracked.track_ids:
             if tid not in self.tracks:
@@ -348,9 +347,7 @@ class FacePipeline:
                     with self.timer("relandmark"):
                         relandmarked = self._relandmark(new, tracked)
                     if relandmarked:
-                        lm468 = tracked.landmarks468
-                        lm68 = landmarks68_from_mp468(lm468[..., :2], self.correspondences)
-                        points = torch.cat([lm68, lm468[:, self.dense_index, :2]], 1)
+                        lm68, points = self._fitting_points(tracked.landmarks468)
                         new = _with_points_visible(new, new.result.points_visible(points, occ_cfg["probe_radius_px"]))
                 changed = (new.points_visible != visible).float().mean(1)
                 if relandmarked or (occ_cfg["refit"] and bool((changed > occ_cfg["refit_min_change"]).any())):
@@ -381,6 +378,11 @@ class FacePipeline:
                     face.occlusion_ratio, face.occlusion_by_region, face.region_pixels = state.occlusion[1:]
                 faces.append(face)
         return faces, new
+
+    def _fitting_points(self, lm468: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, 468, 3) FaceMesh landmarks -> (landmarks68 (B, 68, 2), fitting points (B, 68 + dense, 2))."""
+        lm68 = landmarks68_from_mp468(lm468[..., :2], self.correspondences)
+        return lm68, torch.cat([lm68, lm468[:, self.dense_index, :2]], 1)
 
     def _relandmark(self, new: ReasoningOutcome, tracked) -> bool:
         """FaceMesh again on the de-occluded frame (the paper's I_out: the track's texture rendered into
