@@ -37,14 +37,25 @@ demo: venv
 	$(BIN)/occface run --input demo_out/input.mp4 --output demo_out --write-overlay --write-meshes --write-masks
 	@echo "demo: results in demo_out/ (frames/*.json, summary.json, overlay.mp4, meshes/, masks/, parsing/)"
 
+# every test (CI); `make test-fast`: all but the `slow` marker (pytest.ini; README "Tests"), < 3 min
 test: venv venv-ref
 	$(BIN)/python -m pytest -q test
+
+.PHONY: test-fast
+test-fast: venv venv-ref
+	$(BIN)/python -m pytest -q -m "not slow" test
 
 bench: venv venv-ref
 	$(BIN)/occface bench --json bench_out/bench.json
 
 eval: venv venv-ref
 	$(BIN)/occface eval --output eval_out
+
+# on a CUDA machine: runner parity (eager/compile/tensorrt fp32+fp16, batch 1 and 2) and the
+# pipeline on the GPU, < 10 min; without CUDA it says so and exits 0 (tools/gpu_check.py)
+.PHONY: gpu-check
+gpu-check: venv
+	$(BIN)/python tools/gpu_check.py
 
 clean:
 	rm -rf demo_out bench_out eval_out .pytest_cache

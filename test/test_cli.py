@@ -8,8 +8,10 @@ import cv2
 import numpy as np
 import pytest
 
-from occface_ros.clip import clip_frames
-from occface_ros.samples import sample_path
+from occface_ros.app.clip import clip_frames
+from occface_ros.app.samples import sample_path
+
+pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parent.parent
 

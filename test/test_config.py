@@ -2,6 +2,8 @@ import pytest
 
 from occface_ros.config import ConfigError, load_config
 
+pytestmark = pytest.mark.unit
+
 
 def test_defaults_load_and_validate():
     cfg = load_config()

@@ -5,9 +5,11 @@ import numpy as np
 import pytest
 import torch
 
-from occface_ros.correspondence import (CORRESPONDENCES_PATH, ict_points_from_mp468, landmarks68_from_mp468,
+from occface_ros.landmarks.correspondence import (CORRESPONDENCES_PATH, ict_points_from_mp468, landmarks68_from_mp468,
                                         load_correspondences)
 from occface_ros.paths import repo_root, shared_models_dir
+
+pytestmark = pytest.mark.unit
 
 # Measured with tools/derive_correspondences.py --evaluate (docs/correspondences.md):
 # breakingbad 0.118, einstein 0.096, lenna 0.066, takeo 0.049, mean 0.082. Bounds: ~10% margin.

@@ -15,6 +15,8 @@ from occface_ros.evaluation.occluders import (
     occluder_seed,
 )
 
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -49,7 +51,7 @@ def test_mask_iou_and_f1_of_known_masks():
 
 
 def test_geodesic_angle_of_known_rotations():
-    from occface_ros.camera import rotation_from_yaw_pitch_roll_deg
+    from occface_ros.core.camera import rotation_from_yaw_pitch_roll_deg
 
     a = rotation_from_yaw_pitch_roll_deg(0.0, 0.0, 0.0).numpy()
     b = rotation_from_yaw_pitch_roll_deg(30.0, 0.0, 0.0).numpy()
@@ -168,7 +170,7 @@ def test_mask_scoring_of_a_frame_result(annotated_photos):
     """The harness scores a FrameResult's occlusion_mask inside the face region; a stage that finds no
     face flags nothing (F1 0); without a stage the mask metrics are n/a."""
     from occface_ros.config import load_config
-    from occface_ros.evaluation.harness import score_occluded_image
+    from occface_ros.evaluation.photo_eval import score_occluded_image
     from occface_ros.pipeline import FacePipeline
 
     photo = annotated_photos[2]

@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from occface_ros.camera import (
+from occface_ros.core.camera import (
     FRONTAL_ROTATION,
     intrinsics_from_fov,
     project_points,
@@ -15,11 +15,12 @@ from occface_ros.camera import (
     yaw_pitch_roll_deg,
 )
 from occface_ros.fitting import FaceFitter, FitConfig, FitState, IdentityAccumulator
-from occface_ros.geometry import quaternion_xyzw_to_rotation, rotation_angle_deg, so3_exp, so3_log
+from occface_ros.core.geometry import quaternion_xyzw_to_rotation, rotation_angle_deg, so3_exp, so3_log
 from occface_ros.paths import shared_models_dir
 
 MODEL_PATH = shared_models_dir() / "ict_face_light.npz"
 pytestmark = pytest.mark.skipif(not MODEL_PATH.exists(), reason=f"{MODEL_PATH} missing")
+pytestmark = [pytestmark, pytest.mark.unit]
 N_DENSE = 300
 
 
@@ -219,10 +220,14 @@ def test_fitstate_select_and_cat(fitter, model, vids):
     assert torch.equal(back.rotation, st.rotation) and torch.equal(back.identity, st.identity)
 
 
-def test_identity_accumulator_converges(fitter, model, vids):
-    g = torch.Generator().manual_seed(10)
+@pytest.mark.parametrize("seed", [10, 12, 14])
+def test_identity_accumulator_converges(fitter, model, vids, seed):
+    """Ten noisy frames (1 px) of one identity: the fused estimate is far better than a typical single
+    frame and about as good as the luckiest one (measured over seeds 10-15 with the default 12 cold
+    iterations: 0.33-1.32 mm fused, 0.61-1.47 mm best single frame, 1.59-2.24 mm mean single frame)."""
+    g = torch.Generator().manual_seed(seed)
     true_id = torch.randn(1, model.num_identity, generator=g) * 0.8
-    frames = sample_faces(model, vids, 10, seed=11, same_identity=true_id)
+    frames = sample_faces(model, vids, 10, seed=seed + 1, same_identity=true_id)
     noise = torch.randn(frames["uv"].shape, generator=g) * 1.0
     uv = frames["uv"] + noise
     w = torch.ones(1, uv.shape[1])
@@ -234,14 +239,28 @@ def test_identity_accumulator_converges(fitter, model, vids):
         return float(d.pow(2).sum(0).mean().sqrt()) * 1000
 
     single = []
-    state = None
     for i in range(10):
         st = fitter(uv[i : i + 1], w, K640, identity_prior_mean=acc.mean[None],
                     identity_prior_weight=acc.precision[None])
         single.append(shape_err_mm(fitter(uv[i : i + 1], w, K640).identity[0]))
         assert acc.update(st)
-        state = st
-    assert state is not None
     err_acc = shape_err_mm(acc.mean)
-    assert err_acc < 0.7 * sum(single) / len(single)
-    assert err_acc < min(single)
+    assert err_acc < 0.6 * sum(single) / len(single)
+    assert err_acc < 1.1 * min(single)
+
+
+def test_fit_information_is_the_data_term_alone_in_float32_too(model, vids):
+    """FitState.information feeds IdentityAccumulator, which adds the prior itself: it must hold the
+    data term J^T W J only. Solving in float32 once aliased it with the damped normal matrix, so the
+    identity prior was counted twice."""
+    truth = sample_faces(model, vids, 2, seed=11)
+    weights = torch.ones(2, truth["uv"].shape[1])
+    infos = {}
+    for f64 in (True, False):
+        fitter = FaceFitter.for_vertices(model, vids, FitConfig(solve_in_float64=f64, identity_prior_weight=50.0))
+        infos[f64] = fitter(truth["uv"], weights, K640).information
+    scale = float(infos[True].abs().max())
+    assert float((infos[True] - infos[False]).abs().max()) < 1e-3 * scale
+    o = 6 + model.num_expression
+    identity_block = infos[False][:, o:, o:].diagonal(dim1=1, dim2=2)
+    assert float((infos[True][:, o:, o:].diagonal(dim1=1, dim2=2) - identity_block).abs().max()) < 1.0  # not +50

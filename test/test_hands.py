@@ -16,19 +16,13 @@ import pytest
 import torch
 
 from occface_ros import nets
-from occface_ros.detection import Detections
-from occface_ros.hands import (
-    TRACK_ROI_LANDMARKS,
-    HandDetector,
-    Hands,
-    _capsules,
-    _triangles,
-    hand_mask,
-    palm_size_px,
-    rois_from_hand_landmarks,
-    rois_from_palms,
-)
-from occface_ros.samples import sample_path
+from occface_ros.detection.ssd import Detections
+from occface_ros.app.samples import sample_path
+from occface_ros.contracts import Hands
+from occface_ros.occlusion.hand_silhouettes import _capsules, _triangles, hand_mask, palm_size_px
+from occface_ros.tracking.hands import TRACK_ROI_LANDMARKS, HandTracker, rois_from_hand_landmarks, rois_from_palms
+
+pytestmark = pytest.mark.unit
 
 ANNOTATIONS = json.loads((Path(__file__).parent / "data" / "hand_annotations.json").read_text())
 
@@ -58,10 +52,10 @@ def _in_box(point, box) -> bool:
 
 @pytest.fixture(scope="module")
 def detector():
-    return HandDetector({"max_hands": 8, "redetect_every": 0})
+    return HandTracker({"max_hands": 8, "redetect_every": 0})
 
 
-def _detect(detector: HandDetector, image: torch.Tensor, max_hands: int = 8) -> Hands:
+def _detect(detector: HandTracker, image: torch.Tensor, max_hands: int = 8) -> Hands:
     """Hands in a single photo (no tracking history)."""
     detector.max_hands, detector.redetect_every = max_hands, 0
     detector.reset()
@@ -71,7 +65,7 @@ def _detect(detector: HandDetector, image: torch.Tensor, max_hands: int = 8) -> 
 _FOUND: dict[str, Hands] = {}
 
 
-def _photo_hands(detector: HandDetector, name: str) -> Hands:
+def _photo_hands(detector: HandTracker, name: str) -> Hands:
     """Hands in an annotated photo, detected once per test session."""
     if name not in _FOUND:
         _FOUND[name] = _detect(detector, _image(name)[1])
@@ -238,8 +232,8 @@ def test_hand_mask_matches_a_per_pixel_reference(detector):
 
 def test_config_keys_and_disabled_stage():
     with pytest.raises(ValueError, match="unknown hand config"):
-        HandDetector({"max_hand": 2})
-    off = HandDetector({"enabled": False})
+        HandTracker({"max_hand": 2})
+    off = HandTracker({"enabled": False})
     assert off.palm_detector is None and off.landmarker is None
     hands = off(torch.rand(3, 48, 64))
     assert len(hands) == 0 and hands.landmarks21.shape == (0, 21, 3)

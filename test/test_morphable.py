@@ -12,6 +12,8 @@ from occface_ros.morphable.ict import load_ict_npz
 from occface_ros.morphable.ict_obj import ObjError, convert_ict_folder, ict_tables
 from occface_ros.paths import MissingModelError, shared_models_dir
 
+pytestmark = pytest.mark.unit
+
 NAMES = ["browDown_L", "jawOpen"]
 TABLES = dict(landmarks68=[i % 6 for i in range(68)], jawline_right=[0] * 8, jawline_left=[1] * 8,
               face_vertex_count=5, narrow_face_vertex_count=4, kept_vertex_count=6)

@@ -2,10 +2,12 @@
 import pytest
 import torch
 
-from occface_ros.occlusion.labels import LABELS
+from occface_ros.core.labels import LABELS
 from occface_ros.occlusion.parser import FaceParser, ParsingUNet, load_parser, uncrop_to_image
 from occface_ros.paths import MissingModelError
-from occface_ros.roi import crop_rois
+from occface_ros.core.roi import crop_rois
+
+pytestmark = pytest.mark.unit
 
 
 def test_uncrop_inverts_crop_inside_the_roi():

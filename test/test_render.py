@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 import torch
 
-from occface_ros.camera import (
+from occface_ros.core.camera import (
     intrinsics_from_fov,
     project_points,
     rotation_from_yaw_pitch_roll_deg,
 )
-from occface_ros.occlusion import labels as L
+from occface_ros.core import labels as L
 from occface_ros.render import (
     face_regions,
     interpolate,
@@ -18,6 +18,8 @@ from occface_ros.render import (
     rasterize,
     render_parsing,
 )
+
+pytestmark = pytest.mark.unit
 
 # ----------------------------------------------------------------------------------- references
 
@@ -360,7 +362,7 @@ def test_face_part_reaches_the_annotated_jaw_contour(annotated_photos):
     (breakingbad's does not).
     """
     from occface_ros.config import load_config
-    from occface_ros.evaluation.harness import match_face
+    from occface_ros.evaluation.results import match_face
     from occface_ros.pipeline import FacePipeline
 
     pipeline = FacePipeline(load_config(overrides={"occlusion": {"enabled": True}}))

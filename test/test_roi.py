@@ -4,7 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from occface_ros.roi import box_iou, crop_rois, crop_to_image, roi_from_points, rois_to_boxes
+from occface_ros.core.roi import box_iou, crop_rois, crop_to_image, roi_from_points, rois_to_boxes
+
+pytestmark = pytest.mark.unit
 
 
 def test_crop_samples_the_rotated_square():
@@ -60,7 +62,7 @@ def test_cpu_channels_last_crops_match_the_grid_sample_path():
     import cv2
     import numpy as np
 
-    from occface_ros.samples import sample_path
+    from occface_ros.app.samples import sample_path
 
     bgr = cv2.imread(str(sample_path("skimage", "astronaut.png")))
     channels_last = torch.from_numpy(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)).float().div(255).permute(2, 0, 1)
@@ -83,8 +85,8 @@ def test_frame_image_crops_from_uint8_match_the_float_image():
     equal the float image's up to uint8 rounding, and the float tensor is only made on demand."""
     import cv2
 
-    from occface_ros.roi import FrameImage
-    from occface_ros.samples import sample_path
+    from occface_ros.core.roi import FrameImage
+    from occface_ros.app.samples import sample_path
 
     bgr = cv2.imread(str(sample_path("skimage", "astronaut.png")))
     frame = FrameImage(bgr)

@@ -12,7 +12,10 @@ from std_msgs.msg import Header  # noqa: E402
 
 from occface_ros.ros.bag import BagError, replay_bag, typestore_with_occface  # noqa: E402
 from occface_ros.ros.image_conversion import fill_image_msg  # noqa: E402
-from occface_ros.ros.testing import FakePipeline  # noqa: E402
+
+from fakes import FakePipeline  # noqa: E402
+
+pytestmark = pytest.mark.unit  # rclpy serialization and bag files only: no ROS graph
 
 
 def make_bag(path, frames, storage="mcap"):
@@ -65,6 +68,7 @@ def test_bag_round_trip(tmp_path, storage):
     summary = replay_bag(src, dst, storage=storage, pipeline_factory=factory, options={"mesh_max_triangles": 100})
     assert summary["frames"] == 4 and summary["frames_with_faces"] == 3 and summary["image_errors"] == 0
     assert np.allclose(pipes[0].camera_matrix, [[300, 0, 64], [0, 300, 48], [0, 0, 1]])
+    assert pipes[0].closed  # replay_bag closes what it built
     got = read_bag(dst)
     for topic in ("/occface_node/faces", "/occface_node/head_poses", "/occface_node/occlusion_mask",
                   "/occface_node/parsing", "/occface_node/mesh_markers"):

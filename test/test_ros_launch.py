@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.unit
+
 LAUNCH = Path(__file__).resolve().parent.parent / "launch" / "occface.launch.py"
 
 

@@ -10,7 +10,7 @@ from sensor_msgs.msg import Image  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
 from visualization_msgs.msg import MarkerArray  # noqa: E402
 
-from occface_ros.occlusion.labels import LABEL_IDS  # noqa: E402
+from occface_ros.core.labels import LABEL_IDS  # noqa: E402
 from occface_ros.render.parsing import landmark_parsing  # noqa: E402
 from occface_ros.ros import messages as M  # noqa: E402
 from occface_ros.ros.diagnostics import ERROR, OK, WARN, Health, Thresholds  # noqa: E402
@@ -33,14 +33,17 @@ from occface_ros.ros.parsing import (  # noqa: E402
     parsing_image,
     region_occlusion,
 )
-from occface_ros.ros.testing import FakePipeline  # noqa: E402
+
+from fakes import FakePipeline  # noqa: E402
+
+pytestmark = pytest.mark.unit
 
 
 @pytest.fixture(scope="module")
 def photo():
     import cv2
 
-    from occface_ros.samples import sample_path
+    from occface_ros.app.samples import sample_path
 
     return cv2.imread(str(sample_path("skimage", "astronaut.png")))
 
@@ -127,22 +130,24 @@ def test_region_occlusion_groups_pixel_counts():
 
 def test_mesh_lod_bounds_triangles():
     model = FakePipeline().model
+    vertices, triangles = model.mean_m.double().numpy(), model.triangles.numpy()
     for budget in (0, 50, 200):
-        lod = simplify(model.vertices, model.triangles, budget)
+        lod = simplify(vertices, triangles, budget)
         if budget == 0:
-            assert len(lod.triangles) == len(model.triangles)
+            assert len(lod.triangles) == len(triangles)
         else:
             assert 0 < len(lod.triangles) <= budget
-        v = lod.vertices(model.vertices)
+        v = lod.vertices(vertices)
         assert v.shape == (lod.num_clusters, 3) and lod.triangles.max() < len(v)
 
 
-def test_quaternion_matches_rotation():
+def test_pose_quaternion_matches_rotation():
     rng = np.random.default_rng(0)
     for _ in range(20):
         q, _ = np.linalg.qr(rng.normal(size=(3, 3)))
         q *= np.sign(np.linalg.det(q))
-        x, y, z, w = M.rotation_to_quaternion(q)
+        o = M.pose_msg(q, np.zeros(3)).orientation
+        x, y, z, w = o.x, o.y, o.z, o.w
         r = np.array([
             [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
             [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
@@ -168,7 +173,7 @@ def test_face_messages_from_a_frame():
     verts = pipe.mesh_vertices(frame.faces[0])
     px = pipe.project(verts, 160, 120)
     cols = M.sample_colours(np.full((120, 160, 3), 200, np.uint8), px)
-    raw = M.mesh_marker_array_cdr(header, [(1, verts, pipe.model.triangles, cols)], deleted_track_ids=[7])
+    raw = M.mesh_marker_array_cdr(header, [(1, verts, pipe.model.triangles.numpy(), cols)], deleted_track_ids=[7])
     deleted, mk = deserialize_message(raw, MarkerArray).markers
     assert (deleted.id, deleted.action) == (7, deleted.DELETE) and deleted.header == header
     assert mk.type == mk.TRIANGLE_LIST and len(mk.points) == 3 * len(pipe.model.triangles) == len(mk.colors)
@@ -263,9 +268,9 @@ def test_spliced_mesh_markers_equal_the_generated_serialization():
 
 
 def test_mesh_marker_goes_when_its_face_is_absent_and_when_its_track_ends():
+    from occface_ros.contracts import FrameResult
     from occface_ros.ros.outputs import OutputBuilder
     from occface_ros.ros.params import NODE_DEFAULTS
-    from occface_ros.ros.testing import FakeFrame
 
     pipe = FakePipeline()
     builder = OutputBuilder(pipe)
@@ -279,8 +284,77 @@ def test_mesh_marker_goes_when_its_face_is_absent_and_when_its_track_ends():
     first = pipe.process(image, 0.0)
     tid = first.faces[0].track_id
     assert markers(first) == [(0, tid)]  # ADD
-    hidden = FakeFrame([], 160, 120, 0.1)  # the track is held: absent, not ended
+    hidden = FrameResult([], 160, 120, 0.1)  # the track is held: absent, not ended
     assert markers(hidden) == [(2, tid)]  # DELETE at once
-    assert markers(FakeFrame([], 160, 120, 0.2)) == []
+    assert markers(FrameResult([], 160, 120, 0.2)) == []
     assert markers(pipe.process(image, 0.3)) == [(0, tid)]  # resumed: shown again
-    assert markers(FakeFrame([], 160, 120, 0.4, [tid])) == [(2, tid)]  # ended
+    assert markers(FrameResult([], 160, 120, 0.4, [tid])) == [(2, tid)]  # ended
+
+
+def _members(cls) -> dict[str, object]:
+    """Public members of a class -> inspect.Signature (methods) or 'property' / 'attribute'."""
+    import inspect
+
+    out = {}
+    for name, value in inspect.getmembers(cls):
+        if name.startswith("_"):
+            continue
+        if isinstance(value, property):
+            out[name] = "property"
+        elif callable(value):
+            out[name] = inspect.signature(value)
+    return out
+
+
+@pytest.mark.parametrize("implementation", ["occface_ros.pipeline:FacePipeline",
+                                            "occface_ros.ros.bench:CannedPipeline", "fakes:FakePipeline"])
+def test_pipelines_satisfy_the_ros_contract(implementation):
+    """Every method and property of FacePipelineLike exists with the same parameters (names, order,
+    defaults): the node calls them by keyword, so a renamed parameter is a broken node."""
+    import importlib
+    import inspect
+
+    from occface_ros.ros.pipeline_protocol import FacePipelineLike
+
+    module, name = implementation.split(":")
+    cls = getattr(importlib.import_module(module), name)
+    want, got = _members(FacePipelineLike), _members(cls)
+    for member, sig in want.items():
+        assert member in got, f"{name} has no {member}"
+        if sig == "property":
+            assert got[member] == "property", f"{name}.{member} must be a property"
+        else:
+            params = [(p.name, p.default) for p in sig.parameters.values()]
+            assert [(p.name, p.default) for p in got[member].parameters.values()] == params, (name, member)
+    assert [p.name for p in inspect.signature(cls).parameters.values()][:2] == ["config", "camera_matrix"]
+
+
+def test_canned_pipeline_replays_the_model_face_for_the_node_outputs():
+    """bench-ros --canned: the model's own face, frontal, in the image, through the whole output builder."""
+    from occface_ros.core.labels import LABEL_IDS
+    from occface_ros.ros.bench import CANNED_DISTANCE_M, CannedPipeline
+    from occface_ros.ros.outputs import OutputBuilder
+    from occface_ros.ros.params import NODE_DEFAULTS
+
+    pipe = CannedPipeline()
+    image = np.zeros((480, 640, 3), np.uint8)
+    first, second = pipe.process(image, 1.0), pipe.process(image, 1.1)
+    assert [f.track_id for f in first.faces + second.faces] == [1, 1] and second.timestamp_s == 1.1
+    face = first.faces[0]
+    lm = face.landmarks68
+    assert (lm >= 0).all() and (lm[:, 0] < 640).all() and (lm[:, 1] < 480).all()
+    assert abs(lm[:, 0].mean() - 319.5) < 1 and abs(lm[:, 1].mean() - 239.5) < 1  # centred
+    assert 60 < np.ptp(lm[:, 0]) < 300  # a face at 0.6 m with a 60 deg lens: ~14 cm -> ~190 px
+    mesh = pipe.mesh_vertices(face)
+    assert mesh.shape == (pipe.model.num_vertices, 3)
+    assert np.median(mesh[:, 2]) == pytest.approx(CANNED_DISTANCE_M, abs=0.1)
+    # the mesh and the landmarks agree: projected landmark vertices are the landmarks
+    px = pipe.project(mesh[pipe.model.landmarks68.numpy()], 640, 480)
+    assert np.abs(px - lm).max() < 1e-6
+    options = {**NODE_DEFAULTS, "publish_mesh_markers": True, "publish_debug_image": False}
+    out = dict(OutputBuilder(pipe).build(Header(frame_id="cam"), first, image, options))
+    assert set(out) == {"faces", "head_poses", "tf", "occlusion_mask", "parsing", "mesh_markers"}
+    labels = np.frombuffer(bytes(out["parsing"].data), np.uint8)
+    assert LABEL_IDS["nose"] in labels and LABEL_IDS["upper_lip"] in labels
+    (marker,) = deserialize_message(out["mesh_markers"], MarkerArray).markers
+    assert 0 < len(marker.points) <= 3 * NODE_DEFAULTS["mesh_max_triangles"]

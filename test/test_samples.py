@@ -1,6 +1,6 @@
 import numpy as np
 
-from occface_ros.samples import read_ljson, read_pts, sample_path
+from occface_ros.app.samples import read_ljson, read_pts, sample_path
 
 
 def test_annotated_photos_have_68_points_inside_the_image(annotated_photos):

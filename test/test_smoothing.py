@@ -6,8 +6,8 @@ import math
 import numpy as np
 import torch
 
-from occface_ros.camera import rotation_from_yaw_pitch_roll_deg
-from occface_ros.geometry import rotation_angle_deg, rotation_to_quaternion_xyzw
+from occface_ros.core.camera import rotation_from_yaw_pitch_roll_deg
+from occface_ros.core.geometry import rotation_angle_deg, rotation_to_quaternion_xyzw
 from occface_ros.smoothing import OneEuroFilter, RotationFilter, SmoothingConfig, TrackSmoother
 
 FPS = 30.0
@@ -49,7 +49,7 @@ def test_jitter_reduction_default_pose_channels():
     rots, outs_r, trs, outs_t = [], [], [], []
     for i in range(300):
         noise = torch.randn(3, generator=gen) * math.radians(0.2)  # ~ the fitter at 1 px noise
-        from occface_ros.geometry import so3_exp
+        from occface_ros.core.geometry import so3_exp
 
         r = so3_exp(noise) @ rot0
         t = t0 + torch.randn(3, generator=gen) * torch.tensor([0.0005, 0.0005, 0.005])
@@ -119,7 +119,7 @@ def test_quaternion_sign_flips_do_not_jump():
     # rotation-matrix interface near 180 degrees about x (FRONTAL_ROTATION) where sign flips occur
     rf2 = RotationFilter(0.5, 30.0)
     gen = torch.Generator().manual_seed(2)
-    from occface_ros.geometry import so3_exp
+    from occface_ros.core.geometry import so3_exp
 
     base = rotation_from_yaw_pitch_roll_deg(0.0, 0.0, 0.0).double()
     prev = None

@@ -2,7 +2,9 @@ import cv2
 import numpy as np
 import pytest
 
-from occface_ros.sources import FrameSource, InputError, read_image
+from occface_ros.app.sources import FrameSource, InputError, read_image
+
+pytestmark = pytest.mark.unit
 
 
 def test_image_folder_and_video_sources(tmp_path):

@@ -447,7 +447,7 @@ def facemesh_on_annotated_photos():
     from ai_edge_litert.interpreter import Interpreter
 
     from occface_ros.paths import mediapipe_modules_dir
-    from occface_ros.samples import load_annotated_photos
+    from occface_ros.app.samples import load_annotated_photos
 
     interp = Interpreter(model_path=str(mediapipe_modules_dir() / "face_landmark" / "face_landmark.tflite"))
     interp.allocate_tensors()

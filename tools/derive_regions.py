@@ -4,7 +4,7 @@
     python tools/derive_regions.py docs/images/ict_regions.png            # ICT-FaceKit Light
     python tools/derive_regions.py /tmp/bfm_regions.png --model bfm       # BFM, when installed
 
-Renders the labelled face triangles (region colours of occface_ros.occlusion.labels) over the grey
+Renders the labelled face triangles (region colours of occface_ros.core.labels) over the grey
 full mesh, in a frontal, a 3/4 (yaw 40 deg), a profile and a from-below (pitch -25 deg) view, with
 the 68 landmarks; hole-fill triangles (eyes, mouth) are included. Prints the triangle count per
 label. The regions are derived at run time (deterministic, no data file); see docs/occlusion.md,
@@ -22,9 +22,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from occface_ros.camera import rotation_from_yaw_pitch_roll_deg
+from occface_ros.core.camera import rotation_from_yaw_pitch_roll_deg
 from occface_ros.morphable import load_morphable_model
-from occface_ros.occlusion.labels import LABEL_COLOURS_BGR, LABELS
+from occface_ros.core.labels import LABEL_COLOURS_BGR, LABELS
 from occface_ros.render import face_regions, interpolate, rasterize
 
 VIEWS = ((0.0, 0.0, "frontal"), (40.0, 0.0, "yaw 40"), (80.0, 0.0, "yaw 80"), (0.0, -25.0, "pitch -25"))

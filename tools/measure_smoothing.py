@@ -33,13 +33,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from occface_ros.camera import (  # noqa: E402
+from occface_ros.core.camera import (  # noqa: E402
     intrinsics_from_fov,
     project_points,
     rotation_from_yaw_pitch_roll_deg,
     yaw_pitch_roll_deg,
 )
-from occface_ros.fitting import FaceFitter  # noqa: E402
+from occface_ros.fitting.fitter import FaceFitter  # noqa: E402
 from occface_ros.morphable.ict import load_ict_npz  # noqa: E402
 from occface_ros.paths import shared_models_dir  # noqa: E402
 from occface_ros.smoothing import OneEuroParams, SmoothingConfig, TrackSmoother  # noqa: E402

@@ -6,6 +6,8 @@ the median (and 10th percentile) per-call latency is printed in milliseconds.
 
     python tools/nets_bench.py                       # face_landmarks + face_detector_short
     python tools/nets_bench.py --models face_detector_full --backends eager compile
+
+On CUDA: tools/gpu_check.py (parity, two-face batches, TensorRT fp32/fp16).
 """
 from __future__ import annotations
 
@@ -44,7 +46,7 @@ def litert_runner(name: str, threads: int):
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", nargs="+", default=["face_landmarks", "face_detector_short"])
-    ap.add_argument("--backends", nargs="+", default=["litert", "none", "eager", "jit", "compile"])
+    ap.add_argument("--backends", nargs="+", default=["litert", "none", "eager", "onnxruntime", "compile"])
     ap.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", 2)))
     ap.add_argument("--rounds", type=int, default=30)
     ap.add_argument("--per-round", type=int, default=20)
@@ -63,12 +65,11 @@ def main() -> None:
                 if b == "litert":
                     runners[b] = litert_runner(name, args.threads)
                 else:
-                    net = load_network(name, backend=b)
+                    net = load_network(name, backend=b, strict=True)  # no silent fallback
                     x = example_input(name)
 
                     def run(net=net, x=x):
-                        with torch.inference_mode():
-                            return net(x)
+                        return net(x)  # runners run in inference mode
 
                     runners[b] = run
             except Exception as e:  # noqa: BLE001

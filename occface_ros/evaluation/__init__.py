@@ -1,7 +1,13 @@
 """Evaluation harness (`occface eval`): occluded photos, a synthetic sequence, metrics, report.
 
-Modules: `metrics` (NME, mask IoU/F1, pose change, jitter), `occluders` (occluders pasted on real
-photos with exact masks), `synthetic` (a rendered, textured ICT face sequence with exact ground
-truth), `harness` (runs everything and writes DIR/report.md, metrics.json, examples.png,
-metrics.png). Protocol: docs/evaluation.md.
+Protocol: docs/evaluation.md. Modules, each with one job:
+- `settings`: what a run covers (FULL, QUICK) and the targets; `photos`: the evaluation photos;
+- `metrics`: NME, mask IoU/F1, pose change, jitter; `occluders`: occluders pasted on real photos with
+  exact masks; `synthetic`: a rendered, textured ICT face sequence with exact ground truth;
+- `results`: reading a FrameResult (matching face, occlusion mask); `reference_column`: MediaPipe's raw
+  FaceMesh; `progress`: stage timing and the progress bar;
+- `photo_eval`, `jitter_eval`, `synthetic_eval`: the three evaluations;
+- `summary`: targets and aggregate rows; `report`: report.md / metrics.json values; `examples`:
+  examples.png; `plots`: metrics.png;
+- `harness`: runs everything and writes DIR/; `cli`: the `occface eval` command.
 """

@@ -109,7 +109,7 @@ def rotation_geodesic_deg(rotation_a: np.ndarray, rotation_b: np.ndarray):
     """Angle in degrees of the relative rotation R_a^T R_b, for (..., 3, 3) inputs (float or array)."""
     import torch
 
-    from ..geometry import rotation_angle_deg
+    from ..core.geometry import rotation_angle_deg
 
     a = torch.from_numpy(np.array(rotation_a, dtype=np.float64))  # a writable copy
     b = torch.from_numpy(np.array(rotation_b, dtype=np.float64))

@@ -46,7 +46,7 @@ def occluder_seed(*keys) -> int:
 @functools.cache
 def mask_texture(colour: str) -> np.ndarray:
     """insightface's `mask_<colour>.jpg` (BGR uint8), read once."""
-    from ..samples import sample_path
+    from ..app.samples import sample_path
 
     image = cv2.imread(str(sample_path("insightface", f"mask_{colour}.jpg")), cv2.IMREAD_COLOR)
     if image is None:

@@ -73,7 +73,7 @@ class RenderMesh:
 
 def render_mesh(model, device) -> RenderMesh:
     """The model's triangles plus the eye/mouth hole fills, with per-corner UVs and region labels."""
-    from ..occlusion.labels import BACKGROUND
+    from ..core.labels import BACKGROUND
     from ..render.regions import face_regions
 
     regions = face_regions(model)
@@ -221,11 +221,11 @@ def make_sequence(num_frames: int = 60, width: int = 640, height: int = 480, con
 
     `period_frames`: frames per motion cycle (default `num_frames`); the bar always crosses the face
     once over the `num_frames` frames."""
-    from ..camera import rotation_from_yaw_pitch_roll_deg
-    from ..occlusion.labels import BACKGROUND, OCCLUDER
+    from ..core.camera import rotation_from_yaw_pitch_roll_deg
+    from ..core.labels import BACKGROUND, OCCLUDER
     from ..pipeline import FacePipeline
     from ..render import interpolate, rasterize
-    from ..samples import sample_path
+    from ..app.samples import sample_path
 
     if pipeline is None:  # the texture needs only the fit: the occlusion stage stays off (same GT whatever it does)
         from ..config import load_config

@@ -181,38 +181,40 @@ class _Net(nn.Module):
         self.input_size = tuple(spec.input_size)
         self.scale, self.offset = float(spec.norm[0]), float(spec.norm[1])
         self.order = _output_order(name)
-        self.channels_last = False  # set by backends.prepare_eager (weights in channels_last)
+        self.channels_last = False  # set by runners.prepare_eager (weights in channels_last)
 
     def _run(self, x: torch.Tensor):
         if self.scale != 1.0 or self.offset != 0.0:
             x = x * self.scale + self.offset
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        fast = self.__dict__.get("_fast")
-        if fast is not None and _fast_ok(x, fast):
-            outs = fast[0](x)
-        else:
-            outs = self.core(x)
+        fast = _fast_path_for(x, self.__dict__.get("_fast"))
+        outs = fast(x) if fast is not None else self.core(x)
         return [outs[i] for i in self.order]
 
     def set_fast_path(self, fn, example: torch.Tensor) -> None:
-        """Install a frozen copy of `core` (see backends.prepare_eager) used for plain calls
-        with `example`'s shape/device/dtype. Kept outside the module tree (not in state_dict);
-        export/compile/tracing/autograd calls still run `core` itself."""
-        self.__dict__["_fast"] = (fn, tuple(example.shape), example.device, example.dtype)
+        """Add a frozen copy of `core` (see runners.prepare_eager) used for plain calls with
+        `example`'s shape/device/dtype (one per batch size). Kept outside the module tree (not in
+        state_dict); export/compile/tracing/autograd calls still run `core` itself."""
+        self.__dict__.setdefault("_fast", {})[_fast_key(example)] = fn
 
     def clear_fast_path(self) -> None:
         self.__dict__.pop("_fast", None)
 
 
-def _fast_ok(x: torch.Tensor, fast) -> bool:
-    if type(x) is not torch.Tensor or torch.jit.is_tracing() or torch.jit.is_scripting():
-        return False
+def _fast_key(x: torch.Tensor) -> tuple:
+    return tuple(x.shape), x.device, x.dtype
+
+
+def _fast_path_for(x: torch.Tensor, fast: dict | None):
+    """The frozen graph for `x`'s shape, or None when there is none or the call must see `core`."""
+    if not fast or type(x) is not torch.Tensor or torch.jit.is_tracing() or torch.jit.is_scripting():
+        return None
     if torch.compiler.is_compiling() or torch.compiler.is_exporting():
-        return False
+        return None
     if x.requires_grad and torch.is_grad_enabled():
-        return False
-    return tuple(x.shape) == fast[1] and x.device == fast[2] and x.dtype == fast[3]
+        return None
+    return fast.get(_fast_key(x))
 
 
 class DetectorNet(_Net):
@@ -312,9 +314,10 @@ def ssd_anchors(opts: AnchorOptions) -> np.ndarray:
 
 
 class Detector:
-    """SSD detector = exportable network + anchors + vectorized MediaPipe decoding.
+    """SSD detector = network Runner (nets.runners) + anchors + vectorized MediaPipe decoding.
 
-    __call__(images (B, 3, H, W) RGB [0, 1]) -> decode(*net(images)).
+    __call__(images (B, 3, H, W) RGB [0, 1]) -> decode(*net(images)); `net` is any callable
+    returning (raw_boxes, raw_scores), normally a Runner.
     decode(raw_boxes (B, N, 4+2K), raw_scores (B, N) or (B, N, 1)) ->
         scores (B, N) sigmoid (raw clipped to +-100 as MediaPipe),
         boxes (B, N, 4) normalized [x0, y0, x1, y1],

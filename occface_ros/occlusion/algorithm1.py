@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .labels import FACE_LABELS, SKIN, label_mask
+from ..core.labels import FACE_LABELS, SKIN, label_mask
 
 MERGE_ORDER: tuple[int, ...] = FACE_LABELS
 """Class order of Algorithm 1: skin first, then the facial features."""

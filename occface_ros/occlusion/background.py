@@ -16,10 +16,11 @@ import sys
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
+from ..contracts import FaceOcclusion
 from .reasoner import OcclusionReasoner, OcclusionResult
 
 
@@ -44,9 +45,14 @@ class ReasoningOutcome:
     job: ReasoningJob
     result: OcclusionResult
     points_visible: torch.Tensor  # (B, P) bool
-    landmarks68_visible: torch.Tensor  # (B, 68) bool
-    regions: list[tuple[dict, dict]]  # per face: (ratio per region, (occluded, total) pixels per region)
+    faces: list[FaceOcclusion]  # per face of the job
     elapsed_ms: float
+
+    def with_points(self, points_px: torch.Tensor) -> ReasoningOutcome:
+        """The outcome for other points of the same faces (e.g. landmarks taken again after the reasoning)."""
+        visible = self.result.points_visible(points_px, self.job.probe_radius_px)
+        faces = [replace(f, landmarks68_visible=visible[i, :68]) for i, f in enumerate(self.faces)]
+        return replace(self, points_visible=visible, faces=faces)
 
 
 class BackgroundReasoner:
@@ -126,7 +132,6 @@ def reason(reasoner: OcclusionReasoner, job: ReasoningJob) -> ReasoningOutcome:
     result = reasoner(job.image, job.fit, job.K, job.track_ids, job.rois, deocclude=job.deocclude,
                       deocclude_when=job.deocclude_when)
     points_visible = result.points_visible(job.points, job.probe_radius_px)
-    landmarks68_visible = points_visible[:, :68]
-    regions = [reasoner.region_dicts(result, i) for i in range(len(job.track_ids))]
-    return ReasoningOutcome(job, result, points_visible, landmarks68_visible, regions,
-                            (time.perf_counter() - start) * 1e3)
+    faces = [FaceOcclusion(points_visible[i, :68], float(result.occlusion_ratio[i]), *reasoner.region_dicts(result, i))
+             for i in range(len(job.track_ids))]
+    return ReasoningOutcome(job, result, points_visible, faces, (time.perf_counter() - start) * 1e3)

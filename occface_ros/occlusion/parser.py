@@ -18,8 +18,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..paths import MissingModelError
-from ..roi import crop_rois, roi_affine
-from .labels import FACE_LABELS, HAIR, LABELS
+from ..core.roi import crop_rois, roi_affine
+from ..core.labels import FACE_LABELS, HAIR, LABELS
 
 
 def _block(cin: int, cout: int) -> nn.Sequential:

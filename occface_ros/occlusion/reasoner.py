@@ -25,15 +25,16 @@ from dataclasses import dataclass, field, replace
 import torch
 import torch.nn.functional as F
 
-from ..camera import scale_intrinsics, transform_points
-from ..hands import hand_mask as hand_silhouettes
+from ..core.camera import project_points, scale_intrinsics, transform_points
+from .hand_silhouettes import hand_mask as hand_silhouettes
 from ..morphable.model import VertexSubset
 from ..render.parsing import render_parsing
-from ..render.raster import project_to_pixels, rasterize
+from ..render.raster import rasterize
 from ..render.regions import face_regions
-from . import labels as L
+from ..core import labels as L
 from .algorithm1 import merge_parsing_maps, occlusion_mask
-from .appearance import shade, surface_attributes
+from .appearance.lighting import shade
+from .appearance.surface import surface_attributes
 
 
 @dataclass
@@ -174,7 +175,7 @@ class OcclusionReasoner:
         verts = self.face_vertices(fit)
         # work at a resolution where the largest face spans at most max_face_px pixels: the
         # evidence is per pixel, and a 1080p close-up has 30x more face pixels than it needs
-        extent = project_to_pixels(verts, K)
+        extent = project_points(verts, K, min_depth_m=None)
         face_px = float((extent.amax(1) - extent.amin(1)).amax())
         scale = min(1.0, cfg["max_face_px"] / max(face_px, 1.0))
         if scale < 1.0:

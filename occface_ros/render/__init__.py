@@ -10,7 +10,6 @@ from .raster import (
     Fragments,
     interpolate,
     nvdiffrast_available,
-    project_to_pixels,
     rasterize,
 )
 from .regions import FaceRegions, face_polygons, face_regions
@@ -23,7 +22,6 @@ __all__ = [
     "interpolate",
     "landmark_parsing",
     "nvdiffrast_available",
-    "project_to_pixels",
     "rasterize",
     "render_parsing",
 ]

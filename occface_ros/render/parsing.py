@@ -1,6 +1,6 @@
 """Face-parsing maps M_beta (where each face region is expected): from a rendered mesh or from 68 landmarks.
 
-Labels: `occface_ros.occlusion.labels` (BACKGROUND where no face is). Both variants use the same
+Labels: `occface_ros.core.labels` (BACKGROUND where no face is). Both variants use the same
 region conventions (iBUG 68; `regions.face_polygons`), so a map from a fitted mesh and one from its
 landmarks agree up to the mesh's 3D shape.
 """
@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import torch
 
-from ..occlusion.labels import (
+from ..core.labels import (
     BACKGROUND,
     INNER_MOUTH,
     LEFT_BROW,

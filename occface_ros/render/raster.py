@@ -34,7 +34,9 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["Fragments", "interpolate", "nvdiffrast_available", "project_to_pixels", "rasterize"]
+from ..core.camera import project_points
+
+__all__ = ["Fragments", "interpolate", "nvdiffrast_available", "rasterize"]
 
 
 @dataclass
@@ -64,15 +66,6 @@ def nvdiffrast_available() -> bool:
     except (ImportError, OSError, RuntimeError):  # not installed, or a broken build
         return False
     return True
-
-
-def project_to_pixels(vertices_cam: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
-    """(B, V, 3) camera-frame points, K (3, 3) or (B, 3, 3) -> (B, V, 2) pixel (x, y); z is not clamped."""
-    K = K if K.dim() == 3 else K.unsqueeze(0)
-    z = vertices_cam[..., 2]
-    x = vertices_cam[..., 0] / z * K[:, 0, 0, None] + K[:, 0, 2, None]
-    y = vertices_cam[..., 1] / z * K[:, 1, 1, None] + K[:, 1, 2, None]
-    return torch.stack((x, y), -1)
 
 
 def rasterize(
@@ -128,7 +121,7 @@ def _rasterize_torch(verts, tris, K, height, width, merge, near_m) -> Fragments:
     if T == 0 or B == 0:
         return frags
     # ---- per-triangle setup in float64 (all B*T triangles)
-    xy = project_to_pixels(verts.double(), K.double())  # (B, V, 2)
+    xy = project_points(verts.double(), K.double(), min_depth_m=None)  # (B, V, 2)
     flat = (tris.unsqueeze(0) + (torch.arange(B, device=device) * V).view(B, 1, 1)).reshape(-1, 3)
     corner_xy = xy.reshape(-1, 2)[flat]  # (N, 3, 2)
     corner_z = verts[..., 2].reshape(-1)[flat]  # (N, 3)
@@ -229,7 +222,7 @@ def _rasterize_nvdiffrast(verts, tris, K, height, width, merge, near_m, far_m: f
     if key not in _NVDR_CONTEXTS:
         _NVDR_CONTEXTS[key] = dr.RasterizeCudaContext(device=device)
     ctx = _NVDR_CONTEXTS[key]
-    xy = project_to_pixels(verts, K)
+    xy = project_points(verts, K, min_depth_m=None)
     w = verts[..., 2]
     # render at a size padded to multiples of 8 (safe for every nvdiffrast version), crop afterwards;
     # pixel centre (c, r) <-> NDC ((c + 0.5) / W * 2 - 1, (r + 0.5) / H * 2 - 1); row 0 is NDC y = -1

@@ -3,7 +3,7 @@
 `face_regions(model)` returns the FACE part of the mesh (forehead to chin, cheeks back to the ears,
 down to the jaw line; no scalp, ears, underside of the jaw or neck) plus triangles that close the
 holes of the eyes and of the mouth (ICT-FaceKit Light has no eyeballs and no mouth socket), with a
-label per vertex and per triangle from `occface_ros.occlusion.labels`. The derivation is geometric
+label per vertex and per triangle from `occface_ros.core.labels`. The derivation is geometric
 and deterministic (docs/occlusion.md, "Face regions"):
 
 1. Frontal view of the mean shape (model x, y). Face polygon: the convex hull of the 68 landmarks,
@@ -43,7 +43,7 @@ import cv2
 import numpy as np
 import torch
 
-from ..occlusion.labels import (
+from ..core.labels import (
     BACKGROUND,
     INNER_MOUTH,
     LEFT_BROW,

@@ -22,6 +22,7 @@ from ..paths import repo_root
 from .diagnostics import Health, Thresholds
 from .image_conversion import ImageConversionError, image_msg_to_bgr8
 from .outputs import OUTPUTS, OutputBuilder
+from .pipeline_protocol import PipelineFactory, default_pipeline_factory
 from .params import NODE_DEFAULTS
 
 IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage", "sensor_msgs/Image",
@@ -80,7 +81,8 @@ def _sanitize(topic: str) -> str:
 
 def replay_bag(input_path: str | Path, output_path: str | Path, *, config_path: str | None = None,
                image_topics: list[str] | None = None, storage: str = "mcap", copy_input: bool = True,
-               namespace: str = "/occface_node", options: dict | None = None, pipeline_factory=None,
+               namespace: str = "/occface_node", options: dict | None = None,
+               pipeline_factory: PipelineFactory | None = None,
                progress=None) -> dict:
     """Replay `input_path` into a new bag at `output_path`; returns a summary dict."""
     from rclpy.serialization import serialize_message
@@ -105,109 +107,118 @@ def replay_bag(input_path: str | Path, output_path: str | Path, *, config_path: 
         raise BagError(f"unknown options {sorted(unknown)}")
     opts.update(options or {})
     cfg = for_files(load_config(config_path))
-    if pipeline_factory is None:
-        from ..pipeline import FacePipeline as pipeline_factory  # noqa: N813
+    pipeline_factory = pipeline_factory or default_pipeline_factory()
 
     store = typestore_with_occface()
     summary = {"frames": 0, "frames_with_faces": 0, "faces": 0, "image_errors": 0, "messages_written": 0,
                "topics": {}}
-    with AnyReader([input_path], default_typestore=store) as reader:
-        conns = [c for c in reader.connections if c.msgtype in IMAGE_TYPES]
-        if image_topics:
-            conns = [c for c in conns if c.topic in image_topics]
-            missing = set(image_topics) - {c.topic for c in conns}
-            if missing:
-                raise BagError(f"no image topic(s) {sorted(missing)} in {input_path} "
-                               f"(has: {sorted({c.topic for c in reader.connections})})")
-        if not conns:
-            raise BagError(f"{input_path} has no sensor_msgs Image/CompressedImage topic")
-        cam_topics = sorted({c.topic for c in conns})
-        info_conns = [c for c in reader.connections if c.msgtype in INFO_TYPES]
-        ros2_input = all(isinstance(c.ext, ConnectionExtRosbag2) and c.ext.serialization_format == "cdr"
-                         for c in reader.connections)
+    per_topic: dict[str, dict] = {}  # image topic -> its pipeline, output builder and state
+    try:
+        with AnyReader([input_path], default_typestore=store) as reader:
+            conns = [c for c in reader.connections if c.msgtype in IMAGE_TYPES]
+            if image_topics:
+                conns = [c for c in conns if c.topic in image_topics]
+                missing = set(image_topics) - {c.topic for c in conns}
+                if missing:
+                    raise BagError(f"no image topic(s) {sorted(missing)} in {input_path} "
+                                   f"(has: {sorted({c.topic for c in reader.connections})})")
+            if not conns:
+                raise BagError(f"{input_path} has no sensor_msgs Image/CompressedImage topic")
+            cam_topics = sorted({c.topic for c in conns})
+            info_conns = [c for c in reader.connections if c.msgtype in INFO_TYPES]
+            ros2_input = all(isinstance(c.ext, ConnectionExtRosbag2) and c.ext.serialization_format == "cdr"
+                             for c in reader.connections)
 
-        with Writer(output_path, version=9, storage_plugin=plugin) as writer:
-            out_conns: dict[tuple[str, str], object] = {}
+            with Writer(output_path, version=9, storage_plugin=plugin) as writer:
+                out_conns: dict[tuple[str, str], object] = {}
 
-            def conn_for(topic: str, msgtype: str):
-                key = (topic, msgtype)
-                if key not in out_conns:
-                    out_conns[key] = writer.add_connection(topic, msgtype, typestore=store)
-                return out_conns[key]
+                def conn_for(topic: str, msgtype: str):
+                    key = (topic, msgtype)
+                    if key not in out_conns:
+                        out_conns[key] = writer.add_connection(topic, msgtype, typestore=store)
+                    return out_conns[key]
 
-            def write(topic, msgtype, t_ns, msg):
-                writer.write(conn_for(topic, msgtype), t_ns, msg if isinstance(msg, bytes) else serialize_message(msg))
-                summary["messages_written"] += 1
-                summary["topics"][topic] = summary["topics"].get(topic, 0) + 1
-
-            copy_conns = {}
-            if copy_input and ros2_input:
-                for c in reader.connections:
-                    copy_conns[c.id] = writer.add_connection(c.topic, c.msgtype, typestore=reader.typestore)
-
-            per_topic = {}
-            for topic in cam_topics:
-                ns = namespace.rstrip("/") if len(cam_topics) == 1 else f"{namespace.rstrip('/')}/{_sanitize(topic)}"
-                per_topic[topic] = {"ns": ns, "pipeline": None, "builder": None, "last_t": None,
-                                    "info": None, "parent": topic.rsplit("/", 1)[0]}
-            health = Health(Thresholds(input_rate_warn_hz=0.0, no_input_timeout_s=0.0), name=namespace)
-            next_diag_ns = None
-            selected = conns + info_conns + (list(reader.connections) if copy_conns else [])
-            uniq = {c.id: c for c in selected}.values()
-            for conn, t_ns, raw in reader.messages(connections=list(uniq)):
-                if conn.id in copy_conns:
-                    writer.write(copy_conns[conn.id], t_ns, raw)
+                def write(topic, msgtype, t_ns, msg):
+                    data = msg if isinstance(msg, bytes) else serialize_message(msg)
+                    writer.write(conn_for(topic, msgtype), t_ns, data)
                     summary["messages_written"] += 1
-                if conn.msgtype in INFO_TYPES:
-                    for st in per_topic.values():
-                        if conn.topic.rsplit("/", 1)[0] == st["parent"]:
-                            st["info"] = reader.deserialize(raw, conn.msgtype)
-                    continue
-                if conn.msgtype not in IMAGE_TYPES or conn.topic not in per_topic:
-                    continue
-                st = per_topic[conn.topic]
-                msg = reader.deserialize(raw, conn.msgtype)
-                header = _header_to_rclpy(msg.header)
-                health.received(now=t_ns * 1e-9)
-                try:
-                    bgr = _decode_compressed(msg) if "Compressed" in conn.msgtype else image_msg_to_bgr8(msg)
-                except ImageConversionError as exc:
-                    summary["image_errors"] += 1
-                    health.error(exc.cause, str(exc), now=t_ns * 1e-9)
-                    continue
-                if st["pipeline"] is None:
-                    st["pipeline"] = pipeline_factory(cfg)
-                    st["builder"] = OutputBuilder(st["pipeline"])
-                pipe = st["pipeline"]
-                info = st["info"]
-                if info is not None:
-                    k = np.asarray(info.k if hasattr(info, "k") else info.K, np.float64).reshape(3, 3)
-                    if k[0, 0] > 0 and (int(info.width), int(info.height)) in ((bgr.shape[1], bgr.shape[0]), (0, 0)):
-                        pipe.camera_matrix = k
-                t = header.stamp.sec + header.stamp.nanosec * 1e-9 or t_ns * 1e-9
-                if st["last_t"] is not None and t <= st["last_t"]:
-                    pipe.reset()
-                st["last_t"] = t
-                t0 = time.monotonic()
-                result = pipe.process(bgr, t)
-                for key, out in st["builder"].build(header, result, bgr, opts):
-                    rel, msgtype = OUTPUTS[key]
-                    topic = rel if rel.startswith("/") else f"{st['ns']}/{rel[2:]}"
-                    write(topic, msgtype, t_ns, out)
-                health.processed((time.monotonic() - t0) * 1e3, len(result.faces), result.stage_ms,
-                                 now=t_ns * 1e-9)
-                summary["frames"] += 1
-                summary["faces"] += len(result.faces)
-                summary["frames_with_faces"] += bool(result.faces)
-                if next_diag_ns is None or t_ns >= next_diag_ns:
-                    next_diag_ns = t_ns + 1_000_000_000
-                    dh = Header(frame_id=header.frame_id)
-                    dh.stamp.sec, dh.stamp.nanosec = divmod(int(t_ns), 1_000_000_000)
-                    health.hardware_id = header.frame_id
-                    write("/diagnostics", "diagnostic_msgs/msg/DiagnosticArray", t_ns,
-                          DiagnosticArray(header=dh, status=health.statuses(now=t_ns * 1e-9)))
-                if progress:
-                    progress(summary["frames"])
+                    summary["topics"][topic] = summary["topics"].get(topic, 0) + 1
+
+                copy_conns = {}
+                if copy_input and ros2_input:
+                    for c in reader.connections:
+                        copy_conns[c.id] = writer.add_connection(c.topic, c.msgtype, typestore=reader.typestore)
+
+                for topic in cam_topics:
+                    base = namespace.rstrip("/")
+                    ns = base if len(cam_topics) == 1 else f"{base}/{_sanitize(topic)}"
+                    per_topic[topic] = {"ns": ns, "pipeline": None, "builder": None, "last_t": None,
+                                        "info": None, "info_k": None, "parent": topic.rsplit("/", 1)[0]}
+                health = Health(Thresholds(input_rate_warn_hz=0.0, no_input_timeout_s=0.0), name=namespace)
+                next_diag_ns = None
+                selected = conns + info_conns + (list(reader.connections) if copy_conns else [])
+                uniq = {c.id: c for c in selected}.values()
+                for conn, t_ns, raw in reader.messages(connections=list(uniq)):
+                    if conn.id in copy_conns:
+                        writer.write(copy_conns[conn.id], t_ns, raw)
+                        summary["messages_written"] += 1
+                    if conn.msgtype in INFO_TYPES:
+                        for st in per_topic.values():
+                            if conn.topic.rsplit("/", 1)[0] == st["parent"]:
+                                info = reader.deserialize(raw, conn.msgtype)
+                                # ROS 2 CameraInfo names the matrix k, ROS 1's K
+                                st["info"], st["info_k"] = info, (info.k if "/msg/" in conn.msgtype else info.K)
+                        continue
+                    if conn.msgtype not in IMAGE_TYPES or conn.topic not in per_topic:
+                        continue
+                    st = per_topic[conn.topic]
+                    msg = reader.deserialize(raw, conn.msgtype)
+                    header = _header_to_rclpy(msg.header)
+                    health.received(now=t_ns * 1e-9)
+                    try:
+                        bgr = _decode_compressed(msg) if "Compressed" in conn.msgtype else image_msg_to_bgr8(msg)
+                    except ImageConversionError as exc:
+                        summary["image_errors"] += 1
+                        health.error(exc.cause, str(exc), now=t_ns * 1e-9)
+                        continue
+                    if st["pipeline"] is None:
+                        st["pipeline"] = pipeline_factory(cfg)
+                        st["builder"] = OutputBuilder(st["pipeline"])
+                    pipe = st["pipeline"]
+                    info = st["info"]
+                    if info is not None:
+                        k = np.asarray(st["info_k"], np.float64).reshape(3, 3)
+                        size = (int(info.width), int(info.height))
+                        if k[0, 0] > 0 and size in ((bgr.shape[1], bgr.shape[0]), (0, 0)):
+                            pipe.set_camera_matrix(k)
+                    t = header.stamp.sec + header.stamp.nanosec * 1e-9 or t_ns * 1e-9
+                    if st["last_t"] is not None and t <= st["last_t"]:
+                        pipe.reset()
+                    st["last_t"] = t
+                    t0 = time.monotonic()
+                    result = pipe.process(bgr, t)
+                    for key, out in st["builder"].build(header, result, bgr, opts):
+                        rel, msgtype = OUTPUTS[key]
+                        topic = rel if rel.startswith("/") else f"{st['ns']}/{rel[2:]}"
+                        write(topic, msgtype, t_ns, out)
+                    health.processed((time.monotonic() - t0) * 1e3, len(result.faces), result.stage_ms,
+                                     now=t_ns * 1e-9)
+                    summary["frames"] += 1
+                    summary["faces"] += len(result.faces)
+                    summary["frames_with_faces"] += bool(result.faces)
+                    if next_diag_ns is None or t_ns >= next_diag_ns:
+                        next_diag_ns = t_ns + 1_000_000_000
+                        dh = Header(frame_id=header.frame_id)
+                        dh.stamp.sec, dh.stamp.nanosec = divmod(int(t_ns), 1_000_000_000)
+                        health.hardware_id = header.frame_id
+                        write("/diagnostics", "diagnostic_msgs/msg/DiagnosticArray", t_ns,
+                              DiagnosticArray(header=dh, status=health.statuses(now=t_ns * 1e-9)))
+                    if progress:
+                        progress(summary["frames"])
+    finally:
+        for st in per_topic.values():
+            if st["pipeline"] is not None:
+                st["pipeline"].close()
     return summary
 
 

@@ -11,6 +11,10 @@
 
 Subscriptions are raw (serialized CDR): the stamps are read from the bytes, so the measuring side
 does not deserialize images and 10k-point marker arrays and perturbs the node as little as possible.
+
+`canned=True` (`--canned`) runs the node with `CannedPipeline` instead of FacePipeline: the same
+outputs at no pipeline cost, so the figures are what the ROS layer itself costs (conversion,
+message building, mesh LOD, DDS).
 """
 from __future__ import annotations
 
@@ -24,16 +28,106 @@ import time
 
 import numpy as np
 
-from .testing import loopback_env
+from .loopback import loopback_env
 
 NODE_SCRIPT = """
 import sys
-import occface_ros.ros.node as node
-if {fake!r}:
-    from occface_ros.ros.testing import FakePipeline
-    node.PIPELINE_FACTORY = FakePipeline
-sys.exit(node.main())
+from occface_ros.ros.bench import CannedPipeline
+from occface_ros.ros.node import main
+sys.exit(main(pipeline_factory=CannedPipeline if {canned!r} else None))
 """
+CANNED_DISTANCE_M = 0.6  # the canned face's distance from the camera (a person at a desk)
+
+
+class CannedPipeline:
+    """A FacePipelineLike (ros/pipeline_protocol.py) that replays one canned face on every frame.
+
+    The face is the configured morphable model's mean shape, frontal, centred CANNED_DISTANCE_M in
+    front of the camera: its landmarks, box and mesh are the model's own, so Face.msg, the landmark
+    parsing, TF and the mesh markers (LOD of the real mesh) cost what they cost with FacePipeline
+    (with occlusion reasoning off: all-zero masks), while detection, landmarks and the fit cost
+    nothing. One track (id 1) that never ends.
+    """
+
+    def __init__(self, config: dict | None = None, camera_matrix: np.ndarray | None = None):
+        from ..config import load_config
+        from ..morphable import load_morphable_model
+
+        cfg = load_config() if config is None else config
+        self.model = load_morphable_model(cfg["model"]["name"], cfg["model"]["path"])
+        self._mean_m = self.model.mean_m.double().numpy()  # (V, 3) model space, metres
+        self._camera = dict(cfg["camera"])
+        self._camera_matrix = None if camera_matrix is None else np.asarray(camera_matrix, np.float64)
+        self._faces: dict[tuple, object] = {}  # (width, height, K bytes) -> FaceResult
+        self.frames_processed = 0
+
+    @property
+    def occlusion_enabled(self) -> bool:
+        return False
+
+    def set_camera_matrix(self, camera_matrix: np.ndarray | None) -> None:
+        self._camera_matrix = None if camera_matrix is None else np.asarray(camera_matrix, np.float64)
+
+    def set_smoothing(self, min_cutoff, beta, d_cutoff, noise_deadzone=None, enabled=None) -> None:
+        """Nothing to smooth: the face does not move."""
+
+    def reset(self) -> None:
+        """One canned track; nothing to forget."""
+
+    def close(self) -> None:
+        """No background work."""
+
+    def intrinsics(self, width: int, height: int) -> np.ndarray:
+        """K (3, 3): camera_info's, else the config's fx..cy, else from camera.hfov_deg (as FacePipeline)."""
+        from ..core.camera import intrinsics_from_fov, intrinsics_from_values
+
+        cam = self._camera
+        if self._camera_matrix is not None:
+            return self._camera_matrix
+        if cam["fx"] is not None:
+            return intrinsics_from_values(cam["fx"], cam["fy"], cam["cx"], cam["cy"]).double().numpy()
+        return intrinsics_from_fov(width, height, cam["hfov_deg"]).double().numpy()
+
+    def process(self, image_bgr: np.ndarray, timestamp_s: float):
+        from ..contracts import FrameResult
+
+        h, w = image_bgr.shape[:2]
+        k = self.intrinsics(w, h)
+        key = (w, h, k.tobytes())
+        face = self._faces.get(key)
+        if face is None:
+            face = self._faces[key] = self._canned_face(k)
+        self.frames_processed += 1
+        return FrameResult(faces=[face], width=w, height=h, timestamp_s=float(timestamp_s))
+
+    def _canned_face(self, k: np.ndarray):
+        from ..core.camera import FRONTAL_ROTATION
+        from ..contracts import FaceResult
+
+        rotation = FRONTAL_ROTATION.double().numpy()
+        landmarks_model = self._mean_m[self.model.landmarks68.numpy()]
+        centre = rotation @ landmarks_model.mean(0)
+        translation_m = np.array([-centre[0], -centre[1], CANNED_DISTANCE_M - centre[2]])
+        landmarks68 = self._project(landmarks_model @ rotation.T + translation_m, k)
+        return FaceResult(
+            track_id=1, score=1.0, bbox=np.concatenate([landmarks68.min(0), landmarks68.max(0)]),
+            landmarks68=landmarks68, landmarks68_visible=np.ones(68, bool), landmarks468=np.zeros((468, 3)),
+            rotation=rotation, translation_m=translation_m, yaw_deg=0.0, pitch_deg=0.0, roll_deg=0.0,
+            expression=np.zeros(self.model.num_expression), identity=np.zeros(self.model.num_identity))
+
+    def mesh_vertices(self, face) -> np.ndarray:
+        return self._mean_m @ np.asarray(face.rotation).T + np.asarray(face.translation_m)
+
+    def project(self, points_cam: np.ndarray, width: int, height: int) -> np.ndarray:
+        return self._project(points_cam, self.intrinsics(width, height))
+
+    @staticmethod
+    def _project(points_cam: np.ndarray, k: np.ndarray) -> np.ndarray:
+        import torch
+
+        from ..core.camera import project_points
+
+        return project_points(torch.from_numpy(np.asarray(points_cam, np.float64)), torch.from_numpy(k)).numpy()
 
 # output topic -> byte offset of header.stamp after the 4-byte CDR encapsulation
 STAMP_OFFSETS = {"faces": 0, "head_poses": 0, "occlusion_mask": 0, "parsing": 0, "mesh_markers": 4, "tf": 4}
@@ -108,7 +202,7 @@ def _pct(values, q):
 
 
 def run_bench_ros(duration_s: float = 20.0, rate_hz: float = 30.0, step_s: float = 6.0, max_rate_hz: float = 240.0,
-                  drop_limit: float = 0.05, fake: bool = False, config: str | None = None,
+                  drop_limit: float = 0.05, canned: bool = False, config: str | None = None,
                   node_args: list[str] | None = None, frames: int = 60, verbose: bool = True,
                   find_peak: bool = True) -> dict:
     """Run the benchmark; returns the figures (also printed when verbose)."""
@@ -119,7 +213,7 @@ def run_bench_ros(duration_s: float = 20.0, rate_hz: float = 30.0, step_s: float
     from sensor_msgs.msg import Image
     from std_msgs.msg import Header
 
-    from ..clip import clip_frames
+    from ..app.clip import clip_frames
     from .image_conversion import fill_image_msg
 
     def log(*a):
@@ -132,7 +226,7 @@ def run_bench_ros(duration_s: float = 20.0, rate_hz: float = 30.0, step_s: float
     if config:
         args += ["-p", f"config_file:={config}"]
     args += node_args or []
-    proc = subprocess.Popen([sys.executable, "-c", NODE_SCRIPT.format(fake=fake), *args],
+    proc = subprocess.Popen([sys.executable, "-c", NODE_SCRIPT.format(canned=canned), *args],
                             env=dict(os.environ, **env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     node_log: list[str] = []
     threading.Thread(target=lambda: [node_log.append(ln) for ln in proc.stdout], daemon=True).start()
@@ -146,7 +240,7 @@ def run_bench_ros(duration_s: float = 20.0, rate_hz: float = 30.0, step_s: float
     spin = threading.Thread(target=executor.spin, daemon=True)
     spin.start()
     msgs = [fill_image_msg(Image(), f, "bgr8", Header(frame_id="bench_camera")) for f in clip_frames(frames)]
-    result: dict = {"device": "cpu" if not fake else "fake pipeline (ROS overhead only)",
+    result: dict = {"pipeline": "CannedPipeline (the ROS layer alone)" if canned else "FacePipeline",
                     "image": f"{msgs[0].width}x{msgs[0].height} bgr8", "rate_hz": rate_hz}
     counter = [0]
 

@@ -27,7 +27,7 @@ def cmd_bag(args) -> int:
 def cmd_bench_ros(args) -> int:
     from .bench import run_bench_ros
 
-    result = run_bench_ros(duration_s=args.duration, rate_hz=args.rate, step_s=args.step, fake=args.fake,
+    result = run_bench_ros(duration_s=args.duration, rate_hz=args.rate, step_s=args.step, canned=args.canned,
                            config=args.config, find_peak=not args.no_peak)
     text = json.dumps(result, indent=1)
     print(text)
@@ -57,6 +57,7 @@ def add_ros_commands(sub) -> None:
     r.add_argument("--step", type=float, default=6.0, help="seconds per peak-rate trial")
     r.add_argument("--no-peak", action="store_true", help="skip the peak-rate search")
     r.add_argument("--config", help="config file for the node (config_file parameter)")
-    r.add_argument("--fake", action="store_true", help="stand-in pipeline: measures the ROS layer alone")
+    r.add_argument("--canned", action="store_true",
+                   help="replay one canned face instead of running FacePipeline: measures the ROS layer alone")
     r.add_argument("--json", help="write the figures to this JSON file")
     r.set_defaults(func=cmd_bench_ros)

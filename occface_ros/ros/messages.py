@@ -23,35 +23,15 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import ColorRGBA
 from visualization_msgs.msg import Marker, MarkerArray
 
+from ..core.geometry import rotation_to_quaternion_xyzw
 from .image_conversion import fill_image_msg
 from .parsing import region_occlusion
 
 MESH_NS = "occface_mesh"
 
 
-def rotation_to_quaternion(rotation: np.ndarray) -> np.ndarray:
-    """(3, 3) rotation matrix -> unit quaternion (x, y, z, w), w >= 0 (Shepperd's method)."""
-    m = np.asarray(rotation, np.float64)
-    tr = m[0, 0] + m[1, 1] + m[2, 2]
-    if tr > 0:
-        s = 2.0 * np.sqrt(tr + 1.0)
-        q = [(m[2, 1] - m[1, 2]) / s, (m[0, 2] - m[2, 0]) / s, (m[1, 0] - m[0, 1]) / s, 0.25 * s]
-    elif m[0, 0] > m[1, 1] and m[0, 0] > m[2, 2]:
-        s = 2.0 * np.sqrt(1.0 + m[0, 0] - m[1, 1] - m[2, 2])
-        q = [0.25 * s, (m[0, 1] + m[1, 0]) / s, (m[0, 2] + m[2, 0]) / s, (m[2, 1] - m[1, 2]) / s]
-    elif m[1, 1] > m[2, 2]:
-        s = 2.0 * np.sqrt(1.0 + m[1, 1] - m[0, 0] - m[2, 2])
-        q = [(m[0, 1] + m[1, 0]) / s, 0.25 * s, (m[1, 2] + m[2, 1]) / s, (m[0, 2] - m[2, 0]) / s]
-    else:
-        s = 2.0 * np.sqrt(1.0 + m[2, 2] - m[0, 0] - m[1, 1])
-        q = [(m[0, 2] + m[2, 0]) / s, (m[1, 2] + m[2, 1]) / s, 0.25 * s, (m[1, 0] - m[0, 1]) / s]
-    q = np.asarray(q)
-    q /= np.linalg.norm(q) or 1.0
-    return -q if q[3] < 0 else q
-
-
 def pose_msg(rotation: np.ndarray, translation: np.ndarray) -> Pose:
-    x, y, z, w = (float(v) for v in rotation_to_quaternion(rotation))
+    x, y, z, w = (float(v) for v in rotation_to_quaternion_xyzw(np.asarray(rotation, np.float64)))
     tx, ty, tz = (float(v) for v in np.asarray(translation, np.float64))
     return Pose(position=Point(x=tx, y=ty, z=tz), orientation=Quaternion(x=x, y=y, z=z, w=w))
 

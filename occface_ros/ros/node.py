@@ -40,6 +40,7 @@ from visualization_msgs.msg import MarkerArray
 from ..config import ConfigError, load_config
 from ..paths import MissingModelError
 from . import messages as M
+from .pipeline_protocol import FacePipelineLike, PipelineFactory, default_pipeline_factory
 from .diagnostics import Health, Thresholds
 from .image_conversion import ImageConversionError, have_cv_bridge, image_msg_to_bgr8
 from .outputs import OutputBuilder, TFMessage
@@ -59,9 +60,6 @@ OUTPUT_QOS = QoSProfile(reliability=QoSReliabilityPolicy.RELIABLE, history=QoSHi
 TF_QOS = QoSProfile(reliability=QoSReliabilityPolicy.RELIABLE, history=QoSHistoryPolicy.KEEP_LAST, depth=100,
                     durability=QoSDurabilityPolicy.VOLATILE)
 
-# main() builds the node with this factory; None = occface_ros.pipeline.FacePipeline (tests swap it)
-PIPELINE_FACTORY = None
-
 OUTPUT_TOPICS = ("faces", "head_poses", "mesh_markers", "occlusion_mask", "parsing", "debug_image")
 
 
@@ -80,22 +78,21 @@ class _ParamView:
 
 
 class OccfaceNode(Node):
-    """`pipeline_factory(config) -> FacePipeline-like` (tests inject one; default FacePipeline)."""
+    """The node around one pipeline: `pipeline_factory(config)` (default FacePipeline) builds it."""
 
-    def __init__(self, node_name: str = "occface_node", pipeline_factory=None, **node_kwargs):
+    def __init__(self, node_name: str = "occface_node", pipeline_factory: PipelineFactory | None = None,
+                 **node_kwargs):
         super().__init__(node_name, **node_kwargs)
         log = self.get_logger()
         self._declare_parameters()
-        cfg = self._config
-        if pipeline_factory is None:
-            from ..pipeline import FacePipeline as pipeline_factory  # noqa: N813 - heavy import, late
-        self.pipeline = pipeline_factory(cfg)
+        factory = pipeline_factory or default_pipeline_factory()
+        self.pipeline: FacePipelineLike = factory(self._config)
         self.outputs = OutputBuilder(self.pipeline)
 
         th = Thresholds(**{k: self.get_parameter(f"diagnostics.{k}").value for k in Thresholds.names()})
         self.health = Health(th, name=self.get_fully_qualified_name())
         self.health.extra["image_conversion"] = "cv_bridge" if have_cv_bridge() else "numpy"
-        occlusion_on = bool(getattr(self.pipeline, "reasoner", None) is not None)
+        occlusion_on = self.pipeline.occlusion_enabled
         self.health.extra["parsing_source"] = "M_gamma (Algorithm 1)" if occlusion_on else "landmark polygons"
         self.health.extra["occlusion_mask_source"] = "occlusion reasoning" if occlusion_on else "all zeros (disabled)"
 
@@ -126,6 +123,7 @@ class OccfaceNode(Node):
             self.sub_info = self.create_subscription(CameraInfo, "camera_info", self._on_camera_info,
                                                      qos_profile_sensor_data)
         self._pending_smoothing = None
+        self._camera_matrix = None  # the K last given to the pipeline (from camera_info)
         self._last_stamp = None
         self._last_frame_id = ""
         self._logged: set[str] = set()
@@ -207,10 +205,11 @@ class OccfaceNode(Node):
         except Exception:  # noqa: BLE001 - publishing during shutdown
             pass
 
-    def _log_once(self, cause: str, text: str, level: str = "error") -> None:
+    def _log_once(self, cause: str, text: str, warning: bool = False) -> None:
         if cause not in self._logged:
             self._logged.add(cause)
-            getattr(self.get_logger(), level)(f"{text} (reported once; see /diagnostics)")
+            log = self.get_logger()
+            (log.warning if warning else log.error)(f"{text} (reported once; see /diagnostics)")
 
     # ---------------------------------------------------------------------------- worker
     def _run_worker(self) -> None:
@@ -237,10 +236,8 @@ class OccfaceNode(Node):
 
     def _apply_smoothing(self, s: dict) -> None:
         self._config["smoothing"].update(s)
-        if hasattr(self.pipeline, "config"):
-            self.pipeline.config["smoothing"]["enabled"] = bool(s["enabled"])
         self.pipeline.set_smoothing(float(s["min_cutoff"]), float(s["beta"]), float(s["d_cutoff"]),
-                                    float(s["noise_deadzone"]))
+                                    noise_deadzone=float(s["noise_deadzone"]), enabled=bool(s["enabled"]))
 
     def _intrinsics_from_camera_info(self, width: int, height: int):
         info = self._camera_info
@@ -249,11 +246,11 @@ class OccfaceNode(Node):
         k = np.asarray(info.k, np.float64).reshape(3, 3)
         if k[0, 0] <= 0 or k[1, 1] <= 0:
             self._log_once("camera_info_zero_k", "camera_info has no intrinsics (K is zero): using camera.hfov_deg",
-                           "warning")
+                           warning=True)
             return None
         if (info.width, info.height) not in ((width, height), (0, 0)):
             self._log_once("camera_info_size", f"camera_info is for {info.width}x{info.height}, images are "
-                                               f"{width}x{height}: ignoring it", "warning")
+                                               f"{width}x{height}: ignoring it", warning=True)
             return None
         return k
 
@@ -273,14 +270,15 @@ class OccfaceNode(Node):
         h, w = bgr.shape[:2]
         if self.sub_info is not None:
             k = self._intrinsics_from_camera_info(w, h)
-            if k is not None:
-                self.pipeline.camera_matrix = k
+            if k is not None and (self._camera_matrix is None or not np.array_equal(k, self._camera_matrix)):
+                self._camera_matrix = k
+                self.pipeline.set_camera_matrix(k)
         t = stamp_seconds(header.stamp)
         if t == 0.0:
             t = time.time()
         if self._last_stamp is not None and t <= self._last_stamp:
             # time went backwards (bag loop, restarted driver): per-track filters would break
-            self._log_once("stamp_backwards", "image stamps went backwards: tracks reset", "warning")
+            self._log_once("stamp_backwards", "image stamps went backwards: tracks reset", warning=True)
             self.pipeline.reset()
             self.pub_markers.publish(M.marker_array([M.delete_all_marker(header)]))
         self._last_stamp = t
@@ -289,7 +287,7 @@ class OccfaceNode(Node):
         self.publish_result(header, result, bgr)
         latency_ms = (time.monotonic() - t_recv) * 1e3
         stage_ms = dict(result.stage_ms)
-        if getattr(result, "occlusion_timestamp_s", None) is not None:  # maps reasoned on an earlier frame
+        if result.occlusion_timestamp_s is not None:  # maps reasoned on an earlier frame
             stage_ms["occlusion_mask_age"] = (t - result.occlusion_timestamp_s) * 1e3
         self.health.processed(latency_ms, len(result.faces), stage_ms)
 
@@ -307,7 +305,7 @@ class OccfaceNode(Node):
             self._lock.notify_all()
         if self._worker.is_alive() and self._worker is not threading.current_thread():
             self._worker.join(timeout_s)
-        if not self._worker.is_alive() and hasattr(self.pipeline, "close"):
+        if not self._worker.is_alive():
             self.pipeline.close()
 
 
@@ -318,14 +316,15 @@ def _deep_merge(a: dict, b: dict) -> dict:
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Console script `occface-node [--ros-args ...]`; Ctrl-C / SIGINT / SIGTERM shut down cleanly."""
+def main(argv: list[str] | None = None, pipeline_factory: PipelineFactory | None = None) -> int:
+    """Console script `occface-node [--ros-args ...]`; Ctrl-C / SIGINT / SIGTERM shut down cleanly.
+    `pipeline_factory`: as OccfaceNode's (`occface bench-ros --canned` passes CannedPipeline)."""
     argv = sys.argv if argv is None else argv
     rclpy.init(args=argv)
     node = None
     try:
         executor = SingleThreadedExecutor()  # before the node logs "ready": a SIGINT may follow at once
-        node = OccfaceNode(pipeline_factory=PIPELINE_FACTORY)
+        node = OccfaceNode(pipeline_factory=pipeline_factory)
         executor.add_node(node)
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):

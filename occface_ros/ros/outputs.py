@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import messages as M
+from .pipeline_protocol import FacePipelineLike
 from .mesh_lod import simplify
 from .parsing import occlusion_mask_image, parsing_image
 
@@ -24,23 +25,15 @@ OUTPUTS = {
 }
 
 
-def _to_numpy(t) -> np.ndarray:
-    if hasattr(t, "detach"):
-        t = t.detach().cpu().numpy()
-    return np.asarray(t)
-
-
 class OutputBuilder:
     """Builds the messages of a frame from a FrameResult. `options` is read at every frame (a dict or
     any mapping-like with the node parameter names: tf_prefix, publish_tf, publish_mesh_markers,
     mesh_max_triangles, mesh_colours_from_image, mesh_marker_lifetime_s, publish_debug_image)."""
 
-    def __init__(self, pipeline):
+    def __init__(self, pipeline: FacePipelineLike):
         self.pipeline = pipeline
-        model = getattr(pipeline, "model", None)
-        self.expression_names = [str(n) for n in getattr(model, "expression_names", [])]
-        tri = getattr(model, "triangles", None)
-        self.triangles = None if tri is None else _to_numpy(tri).astype(np.int64)
+        self.expression_names = [str(n) for n in pipeline.model.expression_names]
+        self.triangles = pipeline.model.triangles.detach().cpu().numpy().astype(np.int64)  # (T, 3)
         self._lods: dict[tuple[int, int], object] = {}
         self._meshes_shown: set[int] = set()  # track ids whose mesh marker is up
 
@@ -61,7 +54,7 @@ class OutputBuilder:
         if options["publish_mesh_markers"]:
             meshes = self.meshes(result.faces, w, h, int(options["mesh_max_triangles"]))
             colour = options["mesh_colours_from_image"]
-            items = [(face.track_id, verts, tris, M.sample_colours(bgr, px) if colour and px is not None else None)
+            items = [(face.track_id, verts, tris, M.sample_colours(bgr, px) if colour else None)
                      for face, (verts, tris, px) in zip(result.faces, meshes)]
             # a face hidden this frame (its track held for re-acquisition) or ended: its marker goes
             shown = {face.track_id for face in result.faces}
@@ -70,19 +63,17 @@ class OutputBuilder:
             yield "mesh_markers", M.mesh_marker_array_cdr(header, items, deleted,
                                                          lifetime_s=float(options["mesh_marker_lifetime_s"]))
         if options["publish_debug_image"]:
-            from ..output import draw_overlay
+            from ..app.output import draw_overlay
 
             if meshes is None:
                 meshes = self.meshes(result.faces, w, h, int(options["mesh_max_triangles"]))
-            projected = [px for _, _, px in meshes if px is not None]
+            projected = [px for _, _, px in meshes]
             tris = meshes[0][1] if meshes else None
             overlay = draw_overlay(bgr, result.faces, projected if projected else None, tris)
             yield "debug_image", M.image_msg(header, overlay, "bgr8")
 
     def meshes(self, faces, width: int, height: int, budget: int):
-        """[(vertices (N, 3) camera frame m, triangles (T, 3), projected (N, 2) px | None)] per face."""
-        if self.triangles is None or not hasattr(self.pipeline, "mesh_vertices"):
-            return [(np.zeros((0, 3)), np.zeros((0, 3), np.int64), None) for _ in faces]
+        """[(vertices (N, 3) camera frame m, triangles (T, 3), projected (N, 2) px)] per face."""
         out = []
         for face in faces:
             v = np.asarray(self.pipeline.mesh_vertices(face), np.float64)
@@ -91,6 +82,6 @@ class OutputBuilder:
             if lod is None:
                 lod = self._lods[key] = simplify(v, self.triangles, budget)
             vl = lod.vertices(v)
-            px = np.asarray(self.pipeline.project(vl, width, height)) if hasattr(self.pipeline, "project") else None
+            px = np.asarray(self.pipeline.project(vl, width, height))
             out.append((vl, lod.triangles, px))
         return out

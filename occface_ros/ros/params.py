@@ -108,9 +108,12 @@ def read_config_file(path: str) -> tuple[dict, dict]:
 
 
 def core_defaults(cfg: dict) -> dict:
-    """Flat {param: value} for the core config sections, nulls replaced by typed 'unset' values."""
+    """Flat {param: value} for the core config sections, nulls replaced by typed 'unset' values.
+    Nested lists (e.g. occlusion.appearance.*_box) cannot be ROS parameters: config_file only."""
     out = {}
     for key, v in flatten({k: v for k, v in cfg.items() if k not in SKIP_SECTIONS}).items():
+        if isinstance(v, list) and any(isinstance(x, (list, dict)) for x in v):
+            continue
         if v is None:
             v = NULL_AS.get(key, "")
         elif isinstance(v, int) and not isinstance(v, bool) and key in NULL_AS:

@@ -1,0 +1,1 @@
+"""What the CLI runs around the pipeline: sources, outputs, sample data, the demo clip, `bench`."""

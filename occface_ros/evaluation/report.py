@@ -1,0 +1,140 @@
+"""Writing the figures: DIR/report.md (Markdown tables), metrics.json's JSON-safe values, the target lines."""
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+
+
+def fmt(value, digits=3, suffix=""):
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "n/a"
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        return f"{value}{suffix}"
+    return f"{value:.{digits}f}{suffix}"
+
+
+def json_clean(obj):
+    if isinstance(obj, dict):
+        return {str(k): json_clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_clean(v) for v in obj]
+    if isinstance(obj, (np.floating, float)):
+        return float(obj) if math.isfinite(obj) else None
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.bool_):
+        return bool(obj)
+    if isinstance(obj, np.ndarray):
+        return json_clean(obj.tolist())
+    return obj
+
+
+def write_report(path: Path, data: dict) -> None:
+    """DIR/report.md from the metrics dict."""
+    L = []
+    L.append("# Occlusion evaluation report\n")
+    L.append(f"Generated {data['generated']} by `occface eval{' --quick' if data['quick'] else ''}` "
+             f"(protocol: docs/evaluation.md). Device `{data['device']}`; occlusion stage: "
+             f"{data['occlusion_stage']}. Reference: {data['reference']['name']}"
+             f"{'' if data['reference']['enabled'] else ' — ' + data['reference']['note']}.\n")
+    L.append("## Targets\n")
+    L.append("| metric | target | ours | MediaPipe | result |")
+    L.append("|---|---|---|---|---|")
+    for t in data["targets"]:
+        note = f" ({t['note']})" if t["note"] else ""
+        L.append(f"| {t['metric']}{note} | {t['target']} | {fmt(t['ours'])} | {fmt(t['mediapipe'])} | "
+                 f"**{t['result']}** |")
+    L.append("")
+    m = data["missed"]
+    L.append(f"Faces missed (not found, or farther than 0.6 IOD from the ground truth) on the occluded images: "
+             f"photos with ground truth ours {m['photos_gt']['ours']}/{m['photos_gt']['images']}, MediaPipe "
+             f"{fmt(m['photos_gt']['mediapipe'])}/{m['photos_gt']['images']}; all photos ours "
+             f"{m['photos_all']['ours']}/{m['photos_all']['faces']}; synthetic ours {fmt(m['synthetic']['ours'])}, "
+             f"MediaPipe {fmt(m['synthetic']['mediapipe'])} of {fmt(m['synthetic']['frames'])} frames. "
+             "Missed faces are left out of the NME and pose means.\n")
+    L.append("## Photos (NME: outer-eye-corner normalised; mean over the occluders)\n")
+    L.append("| photo | GT | faces | NME clean ours | NME occl. ours | ratio ours | NME clean MP | NME occl. MP "
+             "| ratio MP | missed occl. ours / MP | mask F1 | mask IoU | clean false-pos. | pose change mean / max (deg) |")
+    L.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for p in data["photos"]:
+        o, r = p["summary"]["ours"], p["summary"]["mediapipe"]
+        L.append(f"| {p['photo']} | {'yes' if p['ground_truth_landmarks'] else 'no'} | {p['faces']} | "
+                 f"{fmt(o['nme_clean'], 4)} | {fmt(o['nme_occluded_mean'], 4)} | {fmt(o['nme_ratio'], 2)} | "
+                 f"{fmt(r['nme_clean'], 4)} | {fmt(r['nme_occluded_mean'], 4)} | {fmt(r['nme_ratio'], 2)} | "
+                 f"{fmt(o['missed_occluded'])} / {fmt(r['missed_occluded'])} | {fmt(o['mask_f1_mean'])} | "
+                 f"{fmt(o['mask_iou_mean'])} | {fmt(p['clean']['mask_false_positive_fraction'])} | "
+                 f"{fmt(o['pose_change_deg_mean'], 2)} / {fmt(o['pose_change_deg_max'], 2)} |")
+    L.append("")
+    L.append("## Occluders (over all photos)\n")
+    L.append("| occluder | images | face region covered | NME ratio ours | NME ratio MP | mask F1 | mask IoU | "
+             "pose change (deg) | landmark visibility acc. | missed ours | ms / image (cold) |")
+    L.append("|---|---|---|---|---|---|---|---|---|---|---|")
+    for row in data["occluders"]:
+        L.append(f"| {row['occluder']} | {row['images']} | {fmt(row['face_region_occluded_fraction'], 2)} | "
+                 f"{fmt(row['nme_ratio_ours'], 2)} | {fmt(row['nme_ratio_mediapipe'], 2)} | {fmt(row['mask_f1'])} | "
+                 f"{fmt(row['mask_iou'])} | {fmt(row['pose_change_deg'], 2)} | "
+                 f"{fmt(row['landmark_visibility_accuracy'])} | {row['missed_ours']} | "
+                 f"{fmt(row['process_ms_mean'], 0)} |")
+    L.append("")
+    L.append("## Static-head jitter (photo + Gaussian sensor noise per frame, 30 fps)\n")
+    L.append("Jitter: RMS distance of each landmark to its mean position (the target's metric). Shake: RMS "
+             "displacement between consecutive frames (what a viewer sees; slow drift does not count).\n")
+    L.append("| photo | frames used | noise sigma | IOD px | ours smoothed px | ours unsmoothed px | reduction | "
+             "MP raw px | shake smoothed / unsmoothed px (reduction) | rotation smoothed / unsmoothed (deg) |")
+    L.append("|---|---|---|---|---|---|---|---|---|---|")
+    for j in data["jitter"]:
+        L.append(f"| {j['photo']} | {j['frames_used']} | {j['noise_sigma']:g} | {j['interocular_px']:.0f} | "
+                 f"{fmt(j['ours_smoothed_px'])} | {fmt(j['ours_unsmoothed_px'])} | {fmt(j['reduction'], 2)} | "
+                 f"{fmt(j['mediapipe_px'])} | {fmt(j['ours_smoothed_shake_px'])} / "
+                 f"{fmt(j['ours_unsmoothed_shake_px'])} ({fmt(j['shake_reduction'], 2)}) | "
+                 f"{fmt(j['ours_smoothed_rotation_deg'])} / {fmt(j['ours_unsmoothed_rotation_deg'])} |")
+    L.append("")
+    s = data["synthetic"]
+    L.append("## Synthetic sequence (exact ground truth)\n")
+    if s is None:
+        L.append(f"n/a: {data['synthetic_note']}\n")
+    else:
+        o, r = s["ours"], s["mediapipe"] or {}
+        L.append(f"{s['frames']} frames {s['size'][0]}x{s['size'][1]}, ICT face textured from `{s['texture_photo']}`, "
+                 f"yaw/pitch/roll sweeps and talking, a bar sliding across; {s['occluded_frames']} frames have the "
+                 "bar over the face (the figures below are over those frames where the run found the face in both "
+                 "versions).\n")
+        L.append("| | ours clean | ours occluded | ratio | MP clean | MP occluded | MP ratio |")
+        L.append("|---|---|---|---|---|---|---|")
+        L.append(f"| NME | {fmt(o['nme_clean'], 4)} | {fmt(o['nme_occluded'], 4)} | {fmt(o['nme_ratio'], 2)} | "
+                 f"{fmt(r.get('nme_clean'), 4)} | {fmt(r.get('nme_occluded'), 4)} | {fmt(r.get('nme_ratio'), 2)} |")
+        L.append(f"| pose error vs GT (deg) | {fmt(o['pose_error_deg_clean'], 2)} | "
+                 f"{fmt(o['pose_error_deg_occluded'], 2)} | | n/a | n/a | |")
+        L.append(f"| missed frames | {o['missed_clean']} | {o['missed_occluded']} | | {fmt(r.get('missed_clean'))} | "
+                 f"{fmt(r.get('missed_occluded'))} | |")
+        L.append("")
+        L.append(f"Pose change clean -> occluded: mean {fmt(o['pose_change_deg_mean'], 2)} deg, max "
+                 f"{fmt(o['pose_change_deg_max'], 2)} deg. Mask F1 {fmt(o['mask_f1_mean'])}, IoU "
+                 f"{fmt(o['mask_iou_mean'])}; landmark visibility accuracy {fmt(o['landmark_visibility_accuracy'])}."
+                 "\n")
+    if data.get("timing"):
+        L.append("## Time per frame (ms, mean; this machine, see `device`)\n")
+        stages = sorted({k for b in data["timing"].values() for k in b["mean_ms"]},
+                        key=lambda k: (k == "total (wall)", k))
+        L.append("| frames | n | " + " | ".join(stages) + " |")
+        L.append("|---|---|" + "---|" * len(stages))
+        for bucket, b in data["timing"].items():
+            L.append(f"| {bucket} | {b['frames']} | " + " | ".join(fmt(b["mean_ms"].get(k), 0) for k in stages) + " |")
+        L.append("")
+    L.append("## Notes\n")
+    for note in data["notes"]:
+        L.append(f"- {note}")
+    L.append("- MediaPipe's FaceMesh has no occlusion mask and no head pose: those columns are n/a for it.")
+    L.append("- `n/a` for ours: the pipeline does not produce that output yet (see `stage_fields` in metrics.json), "
+             "or no face was found.")
+    L.append("\n![examples](examples.png)\n\n![metrics](metrics.png)\n")
+    path.write_text("\n".join(L))
+
+
+def print_targets(data: dict, file=sys.stderr) -> None:
+    for t in data["targets"]:
+        print(f"{t['result']:>5}  {t['metric']}: ours {fmt(t['ours'])} (target {t['target']}), "
+              f"MediaPipe {fmt(t['mediapipe'])}", file=file)

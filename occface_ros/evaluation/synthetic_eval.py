@@ -1,0 +1,122 @@
+"""Evaluation 3, the rendered sequence with exact ground truth (synthetic.py), clean and occluded:
+NME, pose error, pose change, mask IoU/F1, landmark visibility."""
+from __future__ import annotations
+
+import numpy as np
+
+from . import metrics as M
+from .examples import Example, projected_meshes
+from .progress import TIMING, WARM, Progress
+from .reference_column import Reference
+from .results import match_face, match_landmarks, predicted_mask
+from .settings import EvalSettings
+from .summary import mean_defined
+
+
+def evaluate_synthetic(pipeline, reference: Reference, settings: EvalSettings, progress: Progress,
+                       num_examples: int, mask_expected: bool) -> tuple[dict | None, list[Example], str | None]:
+    """The rendered sequence (clean and occluded) through our pipeline (as a video) and MediaPipe."""
+    try:
+        from .synthetic import make_sequence
+    except ImportError as exc:  # the render module is not there yet
+        progress.step(2 * settings.synthetic_frames)
+        return None, [], f"synthetic sequence skipped: {exc}"
+    width, height = settings.synthetic_size
+    # the texture comes from a fit without the occlusion stage: the same frames whatever the stage does
+    texture_pipeline = pipeline if not mask_expected else None
+    seq = make_sequence(num_frames=settings.synthetic_frames, width=width, height=height, config=pipeline.config,
+                        fps=settings.fps, seed=settings.seed, period_frames=settings.synthetic_period,
+                        pipeline=texture_pipeline)
+    n = len(seq.frames_bgr)
+    per = {name: {"nme": [], "pose_error_deg": []} for name in ("clean", "occluded")}
+    results = {}
+    for name, frames in (("clean", seq.clean_bgr), ("occluded", seq.frames_bgr)):
+        pipeline.reset()
+        res_list = []
+        for i, f in enumerate(frames):
+            res = TIMING.process(pipeline, f, i / settings.fps, WARM)
+            progress.step(stage=f"synthetic {name}")
+            res_list.append(res)
+            face = match_face(res.faces, seq.landmarks68[i])
+            per[name]["nme"].append(M.nme(face.landmarks68, seq.landmarks68[i]) if face else None)
+            per[name]["pose_error_deg"].append(M.rotation_geodesic_deg(face.rotation, seq.rotation[i])
+                                               if face else None)
+        results[name] = res_list
+    pose_change, masks, visibility, ex = [], [], [], []
+    occluded_frames = [i for i in range(n) if seq.occlusion_mask[i].any()]
+    pick = ({occluded_frames[round(k)] for k in np.linspace(0, len(occluded_frames) - 1, num_examples + 2)[1:-1]}
+            if occluded_frames else set())
+    for i in range(n):
+        c = match_face(results["clean"][i].faces, seq.landmarks68[i])
+        o = match_face(results["occluded"][i].faces, seq.landmarks68[i])
+        pose_change.append(M.rotation_geodesic_deg(c.rotation, o.rotation) if c and o else None)
+        res = results["occluded"][i]
+        pred = predicted_mask(res, mask_expected)
+        masks.append(M.mask_scores(pred, seq.occlusion_mask[i], seq.face_mask[i]).as_dict()
+                     if pred is not None and seq.occlusion_mask[i].any() else None)
+        if mask_expected and o is not None:
+            visibility.append(float(np.mean(np.asarray(o.landmarks68_visible, bool) == seq.landmarks68_visible[i])))
+        if i in pick:
+            ex.append(Example(f"synthetic / frame {i}", seq.frames_bgr[i], res, seq.occlusion_mask[i],
+                              seq.face_mask[i], projected_meshes(pipeline, res)))
+    ref = None
+    ref68 = reference.landmarks68(list(seq.clean_bgr) + list(seq.frames_bgr))
+    if ref68 is not None:
+        ref = {}
+        for name, offset in (("clean", 0), ("occluded", n)):
+            vals = []
+            for i in range(n):
+                lm = match_landmarks(ref68[offset + i], seq.landmarks68[i])
+                vals.append(M.nme(lm, seq.landmarks68[i]) if lm is not None else None)
+            ref[name] = vals
+    occ_idx = occluded_frames
+
+    def paired(values_occ, values_clean):
+        """Occluded frames where both runs found the face: (mean clean, mean occluded, ratio)."""
+        idx = [i for i in occ_idx if values_occ[i] is not None and values_clean[i] is not None]
+        a, b = mean_defined(values_clean[i] for i in idx), mean_defined(values_occ[i] for i in idx)
+        return a, b, ((b / a) if (a and b is not None) else None)
+
+    ours_nme = paired(per["occluded"]["nme"], per["clean"]["nme"])
+    ours_pose = paired(per["occluded"]["pose_error_deg"], per["clean"]["pose_error_deg"])
+    ref_nme = paired(ref["occluded"], ref["clean"]) if ref else (None, None, None)
+
+    summary = {
+        "frames": n,
+        "size": [width, height],
+        "occluded_frames": len(occ_idx),
+        "texture_photo": seq.texture_photo,
+        "ours": {
+            "nme_clean": ours_nme[0],
+            "nme_occluded": ours_nme[1],
+            "nme_ratio": ours_nme[2],
+            "nme_clean_all_frames": mean_defined(per["clean"]["nme"]),
+            "pose_error_deg_clean": ours_pose[0],
+            "pose_error_deg_occluded": ours_pose[1],
+            "pose_change_deg_mean": mean_defined(pose_change[i] for i in occ_idx),
+            "pose_change_deg_max": max((pose_change[i] for i in occ_idx if pose_change[i] is not None), default=None),
+            "mask_f1_mean": mean_defined(m["f1"] for m in masks if m),
+            "mask_iou_mean": mean_defined(m["iou"] for m in masks if m),
+            "landmark_visibility_accuracy": mean_defined(visibility),
+            "missed_clean": sum(v is None for v in per["clean"]["nme"]),
+            "missed_occluded": sum(v is None for v in per["occluded"]["nme"]),
+        },
+        "mediapipe": None if ref is None else {
+            "nme_clean": ref_nme[0],
+            "nme_occluded": ref_nme[1],
+            "nme_ratio": ref_nme[2],
+            "missed_clean": sum(v is None for v in ref["clean"]),
+            "missed_occluded": sum(v is None for v in ref["occluded"]),
+        },
+        "per_frame": {
+            "occluded_fraction_of_face": [float(seq.occlusion_mask[i].sum() / max(seq.face_mask[i].sum(), 1))
+                                          for i in range(n)],
+            "nme_ours_clean": per["clean"]["nme"],
+            "nme_ours_occluded": per["occluded"]["nme"],
+            "nme_mediapipe_clean": ref["clean"] if ref else None,
+            "nme_mediapipe_occluded": ref["occluded"] if ref else None,
+            "pose_change_deg": pose_change,
+            "mask_f1": [m["f1"] if m else None for m in masks],
+        },
+    }
+    return summary, ex, None

@@ -1,0 +1,37 @@
+"""Landmark stage: FaceMesh 468 in rotated ROIs, batched over faces."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..core.roi import crop_rois, crop_to_image, roi_from_points
+
+# FaceMesh indices of the outer eye corners (subject's right eye at image left), used for ROI roll.
+MP_RIGHT_EYE_OUTER = 33
+MP_LEFT_EYE_OUTER = 263
+
+
+@dataclass
+class LandmarkResult:
+    landmarks468: torch.Tensor  # (B, 468, 3) image pixels (x, y) and relative depth z (pixels)
+    presence: torch.Tensor  # (B,) face-presence probability
+
+
+class FaceLandmarker:
+    """(image (3, H, W), rois (B, 4)) -> LandmarkResult in image pixels."""
+
+    def __init__(self, net, roi_scale: float = 1.5):
+        self.net = net  # occface_ros.nets face landmark module (B, 3, 192, 192) -> (landmarks, presence_logit, presence)
+        self.input_size = tuple(net.input_size)
+        self.roi_scale = roi_scale
+
+    @torch.inference_mode()
+    def __call__(self, image: torch.Tensor, rois: torch.Tensor) -> LandmarkResult:
+        crops = crop_rois(image, rois, self.input_size)
+        landmarks_crop, _presence_logit, presence = self.net(crops)
+        return LandmarkResult(crop_to_image(landmarks_crop, rois, self.input_size), presence.reshape(-1))
+
+    def next_rois(self, landmarks468: torch.Tensor) -> torch.Tensor:
+        """ROIs for the next frame from this frame's landmarks (MediaPipe's tracking rule)."""
+        return roi_from_points(landmarks468[..., :2], MP_RIGHT_EYE_OUTER, MP_LEFT_EYE_OUTER, self.roi_scale)

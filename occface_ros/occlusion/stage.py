@@ -1,0 +1,165 @@
+"""Occlusion stage: when to reason, inline or in the background, and what its outcome changes
+(visibility, landmarks taken again on the de-occluded face, refit, the frame's maps)."""
+from __future__ import annotations
+
+import cv2
+import torch
+
+from ..contracts import FittingPoints, FrameResult, TrackedFaces, TrackState
+from ..core.roi import FrameImage
+from ..core.timing import StageTimer
+from ..fitting.fitter import FitState
+from ..tracking.hands import HandTracker
+from ..tracking.tracker import FaceTracker
+from .appearance.config import AppearanceConfig
+from .appearance.evidence import AppearanceEvidence
+from .background import BackgroundReasoner, ReasoningJob, ReasoningOutcome, reason
+from .parser import FaceParser, load_parser
+from .reasoner import OcclusionReasoner
+
+
+class OcclusionStage:
+    """`config` is config/occface.yaml's `occlusion` section (docs/occlusion.md)."""
+
+    def __init__(self, config: dict, model, device: torch.device, runtime: dict, timer: StageTimer):
+        """`runtime`: config/occface.yaml's `runtime` (backend and precision of the hand networks)."""
+        self.config = config
+        self.device = device
+        self.timer = timer
+        hands = parser = appearance = None
+        if config["hands"]["enabled"]:
+            hands = HandTracker(config["hands"], backend=runtime["backend"], device=device,
+                                precision=runtime["precision"], timer=timer)
+        if config["appearance"]["enabled"]:
+            appearance = AppearanceEvidence(AppearanceConfig.from_dict(
+                {k: v for k, v in config["appearance"].items() if k != "enabled"}))
+        if config["parser"]["weights"]:
+            parser = FaceParser(load_parser(config["parser"]["weights"], device))
+        self.reasoner = OcclusionReasoner(config, model, device, hands=hands, appearance=appearance, parser=parser)
+        self.background = BackgroundReasoner(self.reasoner) if config["background"] else None
+        self.last: ReasoningOutcome | None = None  # the newest outcome: its maps go with later frames
+        self._frames_since_reasoning = 0
+
+    @property
+    def relandmark_inline(self) -> bool:
+        """Landmarks again on the de-occluded frame (inline only: a background one is frames old)."""
+        return bool(self.config["relandmark"]) and self.background is None
+
+    def reset(self) -> None:
+        if self.background is not None:
+            self.background.reset()
+        else:
+            self.reasoner.reset()
+        self.last = None
+
+    def close(self) -> None:
+        if self.background is not None:
+            self.background.close()
+
+    def forget(self, track_ids: list[int]) -> None:
+        if track_ids:
+            (self.background or self.reasoner).forget(track_ids)
+
+    def collect(self, live: dict[int, TrackState]) -> ReasoningOutcome | None:
+        """A frame reasoned in the background, applied to the tracks still live; None if none finished."""
+        outcome = self.background.collect() if self.background is not None else None
+        if outcome is not None:
+            self.timer.add("occlusion", outcome.elapsed_ms)
+            for i, tid in enumerate(outcome.job.track_ids):
+                if tid in live:
+                    self._apply_face(live[tid], outcome, i)
+            self.last = outcome
+        return outcome
+
+    def due(self, states: list[TrackState]) -> bool:
+        """Reason on this frame? Every `every_n_frames` frames, and always when a track has no
+        reasoning yet; in the background only when the worker is free."""
+        if self.background is not None and not self.background.idle():
+            return False
+        self._frames_since_reasoning += 1
+        every = int(self.config["every_n_frames"])
+        if every <= 1 or any(s.occlusion is None for s in states) or self._frames_since_reasoning >= every:
+            self._frames_since_reasoning = 0
+            return True
+        return False
+
+    def job(self, image: FrameImage, fit: FitState, K: torch.Tensor, faces: TrackedFaces, points: FittingPoints,
+            timestamp_s: float) -> ReasoningJob:
+        cfg = self.config
+        when = ((float(cfg["relandmark_min_ratio"]), float(cfg["relandmark_min_learned"]))
+                if self.relandmark_inline else None)
+        return ReasoningJob(image.tensor, fit.clone(), K, list(faces.track_ids), faces.rois, points.points, timestamp_s,
+                            cfg["probe_radius_px"], cfg["deocclude"], when)
+
+    def submit(self, job: ReasoningJob) -> None:
+        self.background.submit(job)
+
+    def reason(self, job: ReasoningJob) -> ReasoningOutcome:
+        outcome = reason(self.reasoner, job)
+        self.last = outcome
+        return outcome
+
+    def relandmark(self, outcome: ReasoningOutcome, faces: TrackedFaces, tracker: FaceTracker) -> bool:
+        """FaceMesh again on the de-occluded frame (the paper's I_out: the track's texture rendered
+        into the occluded pixels) for faces occluded by `relandmark_min_ratio` or more whose texture
+        has learned at least `relandmark_min_learned` of what it renders there (a face never seen
+        unoccluded has nothing to render). Replaces those faces' landmarks in `faces` and the
+        tracker's next ROIs; True when any face changed."""
+        res = outcome.result
+        if res.deoccluded is None or res.deoccluded_learned is None:
+            return False
+        idx = torch.nonzero((res.occlusion_ratio >= float(self.config["relandmark_min_ratio"]))
+                            & (res.deoccluded_learned >= float(self.config["relandmark_min_learned"]))).squeeze(1)
+        if idx.numel() == 0:
+            return False
+        landmarker = tracker.landmarker
+        again = landmarker(res.deoccluded, landmarker.next_rois(faces.landmarks468[idx]))
+        ok = again.presence >= tracker.presence_threshold
+        if not bool(ok.any()):
+            return False
+        idx = idx[ok]
+        landmarks468 = faces.landmarks468.clone()
+        landmarks468[idx] = again.landmarks468[ok]
+        faces.landmarks468 = landmarks468
+        tracker.set_landmarks([faces.track_ids[i] for i in idx.tolist()], landmarks468[idx])
+        return True
+
+    def refit_needed(self, outcome: ReasoningOutcome, visible_used: torch.Tensor) -> bool:
+        """The visibility changed by `refit_min_change` or more of some face's points since the fit."""
+        changed = (outcome.points_visible != visible_used).float().mean(1)
+        return bool(self.config["refit"]) and bool((changed > float(self.config["refit_min_change"])).any())
+
+    def apply(self, outcome: ReasoningOutcome, states: list[TrackState]) -> None:
+        for i, state in enumerate(states):
+            self._apply_face(state, outcome, i)
+
+    @staticmethod
+    def _apply_face(state: TrackState, outcome: ReasoningOutcome, i: int) -> None:
+        state.points_visible = outcome.points_visible[i]
+        state.occlusion = outcome.faces[i]
+
+    @staticmethod
+    def visibility(states: list[TrackState], num_points: int, device) -> torch.Tensor:
+        """(B, P) bool: each track's last visibility of the fitting points (all visible before any)."""
+        return torch.stack([s.points_visible if s.points_visible is not None
+                            else torch.ones(num_points, dtype=torch.bool, device=device) for s in states])
+
+    def landmarks68(self, seen: torch.Tensor, fitted: torch.Tensor, states: list[TrackState]) -> torch.Tensor:
+        """(B, 68, 2) landmarks predicted through the occlusion: hidden ones from the fitted model
+        (fitted with those points down-weighted), visible ones as seen; a track not reasoned on yet
+        (background) counts as visible."""
+        visible = torch.stack([s.occlusion.landmarks68_visible if s.occlusion is not None
+                               else torch.ones(68, dtype=torch.bool, device=self.device) for s in states])
+        return torch.where(visible.unsqueeze(-1), seen, fitted)
+
+    def fill_maps(self, result: FrameResult, new: ReasoningOutcome | None) -> None:
+        """The newest maps on `result` (between reasoning frames: the last ones), and the
+        de-occluded image of a frame reasoned now."""
+        last = self.last
+        if last is not None and last.result.occlusion_mask.shape == (result.height, result.width):
+            result.occlusion_mask = last.result.occlusion_mask.cpu().numpy()
+            result.parsing = last.result.m_gamma.cpu().numpy()
+            result.occlusion_timestamp_s = last.job.timestamp_s
+        if new is not None and new.result.deoccluded is not None and self.config["deocclude"]:
+            rgb = (new.result.deoccluded.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()
+            result.deoccluded_bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)

@@ -1,0 +1,262 @@
+"""The training-data engine's samples: face crops at the landmark network's input size, occluded,
+with the labels of the whole face.
+
+Sources (`SampleConfig.sources`):
+- `composite`: a `train` photo of the pool (training/photo_pool.py) cropped around one of its faces
+  with a jittered ROI (rotation, scale, shift), photometrically augmented, with 0..n occluders of
+  training/occluders.py. Labels come from the teacher: FaceMesh on the CLEAN photo (the tracker's
+  refined ROI), mapped into the crop by the crop's affine map, so the label of an occluded sample
+  is what FaceMesh says of the unoccluded face;
+- `negative`: a crop without a face (photo regions away from every face, occluders on them):
+  presence 0, no landmark loss.
+
+Every sample is a function of (seed, index): `SampleEngine(faces, config).sample(index)` is
+reproducible and independent of worker count or order.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+import torch
+
+from ..landmarks.correspondence import landmarks68_from_mp468
+
+INPUT_SIZE = 192
+IBUG_RIGHT_EYE_OUTER, IBUG_LEFT_EYE_OUTER = 36, 45  # NME normaliser: outer eye corners
+
+
+@dataclass
+class TeacherFace:
+    """One face of a training photo as FaceMesh sees it unoccluded."""
+
+    photo_id: str
+    identity: str
+    image_bgr: np.ndarray  # the whole photo
+    roi: np.ndarray  # (4,) cx, cy, side, angle: the tracker's refined ROI
+    landmarks468: np.ndarray  # (468, 3) image pixels
+    presence: float
+    faces_in_photo: int  # faces the manifest counts in the photo (the teacher may find fewer)
+
+
+@dataclass
+class SampleConfig:
+    """Augmentation and mixing of the engine (one YAML under config/training/ sets it)."""
+
+    seed: int = 0
+    negative_fraction: float = 0.08
+    clean_fraction: float = 0.2  # samples without any occluder (keep the clean behaviour)
+    max_occluders: int = 3
+    scale_range: tuple[float, float] = (0.85, 1.25)  # ROI side x this
+    shift_fraction: float = 0.08  # ROI centre moved by up to this x side
+    angle_std_deg: float = 12.0
+    grey_fraction: float = 0.1
+    blur_fraction: float = 0.15
+    noise_std_max: float = 6.0
+    jpeg_fraction: float = 0.3
+    visibility_threshold: float = 0.5  # a landmark under occluder alpha >= this is hidden
+
+    @classmethod
+    def from_dict(cls, d: dict) -> SampleConfig:
+        known = {f for f in cls.__dataclass_fields__}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown sample config keys {sorted(unknown)}; known: {sorted(known)}")
+        d = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
+        return cls(**d)
+
+
+@dataclass
+class Sample:
+    image: np.ndarray  # (192, 192, 3) uint8 BGR, the network input (occluded)
+    clean: np.ndarray  # (192, 192, 3) uint8 BGR, the same crop without occluders
+    landmarks468: np.ndarray  # (468, 3) float32 crop pixels (teacher, whole face)
+    visible468: np.ndarray  # (468,) bool
+    occluder_alpha: np.ndarray  # (192, 192) float32
+    presence: float  # 1 face, 0 no face
+    kinds: list[str] = field(default_factory=list)
+
+
+def crop_affine(roi: np.ndarray, size: int = INPUT_SIZE) -> np.ndarray:
+    """(2, 3) map from image pixels to crop pixels for an ROI (cx, cy, side, angle) (core/roi.py's
+    convention: the crop's unit square maps to the rotated square)."""
+    cx, cy, side, angle = (float(v) for v in roi)
+    c, s = math.cos(angle), math.sin(angle)
+    # image = centre + side * R(angle) (q - 0.5), q = crop / size  ->  crop = size * (R^T (image - centre) / side + 0.5)
+    k = size / side
+    m = np.array([[c * k, s * k, 0.0], [-s * k, c * k, 0.0]])
+    m[:, 2] = size * 0.5 - m[:, :2] @ np.array([cx, cy])
+    return m
+
+
+def _to_crop(points: np.ndarray, affine: np.ndarray, side: float, size: int) -> np.ndarray:
+    xy = points[:, :2] @ affine[:, :2].T + affine[:, 2]
+    out = np.concatenate([xy, points[:, 2:3] * (size / side)], 1) if points.shape[1] > 2 else xy
+    return out.astype(np.float32)
+
+
+def iod_px(landmarks68: np.ndarray) -> float:
+    return float(np.linalg.norm(landmarks68[IBUG_LEFT_EYE_OUTER] - landmarks68[IBUG_RIGHT_EYE_OUTER]))
+
+
+class SampleEngine:
+    """Training samples from teacher faces (see the module docstring)."""
+
+    def __init__(self, faces: list[TeacherFace], config: SampleConfig | None = None):
+        if not faces:
+            raise ValueError("the sample engine needs at least one teacher face")
+        self.faces = faces
+        self.config = config or SampleConfig()
+        # where a face's 68 points sit in its own (unjittered) crop, on average: occluders of the
+        # negatives are placed as if a face were there
+        by_photo: dict[str, list[TeacherFace]] = {}
+        for f in faces:
+            by_photo.setdefault(f.photo_id, []).append(f)
+        # photos whose every face the teacher found (negatives are cut from these only)
+        self.complete_photos = [fs for fs in by_photo.values() if len(fs) >= fs[0].faces_in_photo]
+        self.mean_landmarks68 = np.mean([landmarks68_from_mp468(
+            _to_crop(f.landmarks468, crop_affine(f.roi), f.roi[2], INPUT_SIZE)[:, :2]) for f in faces], 0)
+
+    def rng(self, index: int) -> np.random.Generator:
+        return np.random.default_rng([self.config.seed, index])
+
+    def sample(self, index: int) -> Sample:
+        rng = self.rng(index)
+        cfg = self.config
+        if rng.random() < cfg.negative_fraction:
+            return self._negative(rng)
+        face = self.faces[int(rng.integers(len(self.faces)))]
+        roi = self._jittered_roi(face.roi, rng)
+        affine = crop_affine(roi)
+        clean = cv2.warpAffine(face.image_bgr, affine, (INPUT_SIZE, INPUT_SIZE), flags=cv2.INTER_LINEAR,
+                               borderMode=cv2.BORDER_REFLECT101)
+        lm468 = _to_crop(face.landmarks468, affine, roi[2], INPUT_SIZE)
+        clean = self._photometric(clean, rng)
+        image, alpha, kinds = clean, np.zeros((INPUT_SIZE, INPUT_SIZE), np.float32), []
+        if rng.random() >= cfg.clean_fraction:
+            from .occluders import occlude
+
+            occ = occlude(clean, landmarks68_from_mp468(lm468[:, :2]), rng, max_occluders=cfg.max_occluders)
+            image, alpha, kinds = occ.image_bgr, occ.alpha, list(occ.kinds)
+        image = self._degrade(image, rng)
+        return Sample(image, clean, lm468, self._visible(lm468, alpha), alpha, 1.0, kinds)
+
+    def _jittered_roi(self, roi: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        cfg = self.config
+        cx, cy, side, angle = (float(v) for v in roi)
+        side *= rng.uniform(*cfg.scale_range)
+        cx += rng.uniform(-1, 1) * cfg.shift_fraction * side
+        cy += rng.uniform(-1, 1) * cfg.shift_fraction * side
+        angle += math.radians(rng.normal(0.0, cfg.angle_std_deg))
+        return np.array([cx, cy, side, angle])
+
+    def _visible(self, lm468: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+        xy = np.clip(np.round(lm468[:, :2]).astype(int), 0, INPUT_SIZE - 1)
+        inside = ((lm468[:, 0] >= 0) & (lm468[:, 0] < INPUT_SIZE) & (lm468[:, 1] >= 0) & (lm468[:, 1] < INPUT_SIZE))
+        return inside & (alpha[xy[:, 1], xy[:, 0]] < self.config.visibility_threshold)
+
+    def _negative(self, rng: np.random.Generator) -> Sample:
+        """A crop with no face (presence 0; occluders on it half the time): a region of a photo
+        whose faces the teacher all found, inside the image and clear of every face; else a
+        procedural texture."""
+        size = INPUT_SIZE
+        crop = None
+        if self.complete_photos:
+            faces = self.complete_photos[int(rng.integers(len(self.complete_photos)))]
+            image = faces[0].image_bgr
+            h, w = image.shape[:2]
+            side = float(rng.uniform(0.5, 1.5) * faces[0].roi[2])
+            for _ in range(20):
+                half = side / math.sqrt(2.0)  # a rotated square stays inside the image
+                if w < 2 * half or h < 2 * half:
+                    side *= 0.7
+                    continue
+                cx, cy = rng.uniform(half, w - half), rng.uniform(half, h - half)
+                if all(math.hypot(cx - f.roi[0], cy - f.roi[1]) > 0.75 * (side + f.roi[2]) for f in faces):
+                    roi = np.array([cx, cy, side, rng.uniform(-math.pi, math.pi)])
+                    crop = cv2.warpAffine(image, crop_affine(roi), (size, size), borderMode=cv2.BORDER_REFLECT101)
+                    break
+        if crop is None:  # smooth coloured noise
+            low = rng.uniform(0, 255, (4, 4, 3)).astype(np.float32)
+            crop = cv2.resize(low, (size, size), interpolation=cv2.INTER_CUBIC)
+            crop = np.clip(crop + rng.normal(0, 12, crop.shape), 0, 255).astype(np.uint8)
+        crop = self._photometric(crop, rng)
+        alpha = np.zeros((size, size), np.float32)
+        kinds: list[str] = []
+        if rng.random() < 0.5:  # occluders without a face (a hand alone is not a face)
+            from .occluders import occlude
+
+            centre = self.mean_landmarks68.mean(0)
+            fake68 = (self.mean_landmarks68 - centre) * rng.uniform(0.6, 1.0) + centre
+            occ = occlude(crop, fake68, rng, max_occluders=1)
+            crop, alpha, kinds = occ.image_bgr, occ.alpha, list(occ.kinds)
+        crop = self._degrade(crop, rng)
+        zeros = np.zeros((468, 3), np.float32)
+        return Sample(crop, crop.copy(), zeros, np.zeros(468, bool), alpha, 0.0, kinds)
+
+    def _photometric(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Exposure, contrast, white balance, gamma (the clean and occluded images share it)."""
+        img = image.astype(np.float32) / 255.0
+        img = img * rng.uniform(0.6, 1.4) * rng.uniform(0.85, 1.15, size=3)
+        mean = img.mean()
+        img = (img - mean) * rng.uniform(0.7, 1.3) + mean
+        img = np.clip(img, 0, 1) ** rng.uniform(0.7, 1.4)
+        if rng.random() < self.config.grey_fraction:
+            img = np.repeat(img.mean(-1, keepdims=True), 3, -1)
+        return np.clip(img * 255.0 + 0.5, 0, 255).astype(np.uint8)
+
+    def _degrade(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Sensor and transport: blur, noise, JPEG."""
+        cfg = self.config
+        if rng.random() < cfg.blur_fraction:
+            image = cv2.GaussianBlur(image, (0, 0), rng.uniform(0.5, 1.8))
+        sigma = rng.uniform(0, cfg.noise_std_max)
+        if sigma > 0.5:
+            noise = rng.normal(0, sigma, image.shape).astype(np.float32)
+            image = np.clip(image.astype(np.float32) + noise, 0, 255).astype(np.uint8)
+        if rng.random() < cfg.jpeg_fraction:
+            ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(30, 90))])
+            image = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+        return image
+
+
+def teacher_faces(photos, config: dict | None = None, progress: bool = True) -> list[TeacherFace]:
+    """FaceMesh (the project's tracker, refined ROIs, no occlusion stage) on each clean photo."""
+    from tqdm import tqdm
+
+    from ..config import load_config
+    from ..core.roi import FrameImage
+    from ..pipeline import FacePipeline
+
+    cfg = config or load_config(overrides={"occlusion": {"enabled": False}, "detection": {"max_faces": 8}})
+    pipe = FacePipeline(cfg)
+    faces = []
+    for photo in tqdm(photos, desc="teacher (FaceMesh on clean photos)", unit="photo", disable=not progress):
+        pipe.reset()
+        tracked = pipe.tracker(FrameImage(photo.image_bgr, pipe.device))
+        for i in range(len(tracked.track_ids)):
+            identity = photo.identities[i] if i < len(photo.identities) else photo.identities[0]
+            faces.append(TeacherFace(photo.id, identity, photo.image_bgr, tracked.rois[i].numpy().astype(np.float64),
+                                     tracked.landmarks468[i].numpy().astype(np.float32), float(tracked.presence[i]),
+                                     max(len(photo.identities), 1)))
+    return faces
+
+
+def validation_identity(identity: str, fraction: float, seed: int = 0) -> bool:
+    """Whether a `train` identity is held out for validation (seeded hash: stable across runs)."""
+    h = int(hashlib.sha256(f"{seed}:{identity}".encode()).hexdigest()[:8], 16)
+    return h / 0xFFFFFFFF < fraction
+
+
+def collate(samples: list[Sample]) -> dict[str, torch.Tensor]:
+    """Samples -> the network's batch: (B, 3, 192, 192) float RGB [0, 1] and the targets."""
+    images = np.stack([s.image for s in samples])[..., ::-1]
+    return {
+        "image": torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 255.0,
+        "landmarks468": torch.from_numpy(np.stack([s.landmarks468 for s in samples])),
+        "visible468": torch.from_numpy(np.stack([s.visible468 for s in samples])),
+        "presence": torch.tensor([s.presence for s in samples], dtype=torch.float32),
+    }
