@@ -78,6 +78,7 @@ _CHOICES = {
     "runtime.backend": ("auto", "eager", "compile", "tensorrt", "onnxruntime"),
     "runtime.precision": ("fp32", "fp16"),
     "detection.model": ("short", "full"),
+    "landmarks.model": ("facemesh", "occnet"),
     "model.name": ("ict", "bfm"),
     "output.mesh_units": ("m",),
     "occlusion.render_backend": ("auto", "torch", "nvdiffrast"),

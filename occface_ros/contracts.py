@@ -28,6 +28,7 @@ class TrackedFaces:
     new_ids: list[int] = field(default_factory=list)  # tracks started this frame
     lost_ids: list[int] = field(default_factory=list)  # tracks lost this frame
     detected: bool = False  # the detector ran on this frame
+    visibility468: torch.Tensor | None = None  # (B, 468) probability each landmark is seen (occnet only)
 
     def __len__(self) -> int:
         return len(self.track_ids)

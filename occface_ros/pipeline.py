@@ -19,6 +19,7 @@ from .fitting.fitter import FitState
 from .fitting.stage import FitStage
 from .landmarks.correspondence import load_correspondences
 from .landmarks.facemesh import FaceLandmarker
+from .landmarks.occnet import load_occnet
 from .morphable import load_morphable_model
 from .occlusion.background import ReasoningOutcome
 from .occlusion.stage import OcclusionStage
@@ -59,8 +60,12 @@ class FacePipeline:
         fallback = None
         if det["model"] == "short" and det["fallback_full"]:
             fallback = SsdDetector(load("face_detector_full"), det["fallback_min_score"], det["nms_iou"])
-        landmark_net = nets.load_network("face_landmarks", backend=backend, device=self.device,
-                                        max_batch=det["max_faces"], precision=cfg["runtime"]["precision"])
+        if lm["model"] == "occnet":
+            landmark_net = nets.make_runner(load_occnet(lm["weights"]), backend, self.device, det["max_faces"],
+                                            cfg["runtime"]["precision"])
+        else:
+            landmark_net = nets.load_network("face_landmarks", backend=backend, device=self.device,
+                                            max_batch=det["max_faces"], precision=cfg["runtime"]["precision"])
         return FaceTracker(SsdDetector(load(f"face_detector_{det['model']}"), det["min_score"], det["nms_iou"]),
                            FaceLandmarker(landmark_net, lm["roi_scale"]), fallback_detector=fallback,
                            max_faces=det["max_faces"], redetect_every=det["redetect_every"],
@@ -140,12 +145,15 @@ class FacePipeline:
         occlusion, new = self.occlusion, None
         if occlusion is not None:
             new = occlusion.collect(self.tracks.live)
-        visible = OcclusionStage.visibility(states, self.fitting.num_points, self.device)
+        # the tracks' visibility from the occlusion stage, and this frame's from the landmark network (occnet)
+        net_visible = None if faces.visibility468 is None else self.fitting.points_visible(faces.visibility468)
+        with_net = lambda v: v if net_visible is None else v & net_visible  # noqa: E731
+        track_visible = OcclusionStage.visibility(states, self.fitting.num_points, self.device)
+        visible = with_net(track_visible)
         priors = self.fitting.priors([s.identity for s in states])
         init = FitState.cat([s.fit_state for s in states]) if all(s.fit_state is not None for s in states) else None
         with self.timer("fit"):
             fit = self.fitting(points, visible, K, priors, init)
-        landmarks68 = points.landmarks68
         if occlusion is not None:
             if occlusion.due(states):
                 job = occlusion.job(image, fit, K, faces, points, timestamp_s)
@@ -161,19 +169,23 @@ class FacePipeline:
                         if relandmarked:
                             points = self.fitting.points(faces.landmarks468)
                             new = new.with_points(points.points)
-                    if relandmarked or occlusion.refit_needed(new, visible):
+                    if relandmarked or occlusion.refit_needed(with_net(new.points_visible), visible):
                         with self.timer("refit"):
-                            fit = self.fitting(points, new.points_visible, K, priors, init=fit,
+                            fit = self.fitting(points, with_net(new.points_visible), K, priors, init=fit,
                                                iterations=self.config["fitting"]["iterations_warm"])
                     occlusion.apply(new, states)
-                    visible = new.points_visible
-            landmarks68 = occlusion.landmarks68(points.landmarks68, self.fitting.model_landmarks68(fit, K), states)
+                    track_visible, visible = new.points_visible, with_net(new.points_visible)
+        seen68 = visible[:, :68]  # the 68 landmarks' visibility: each track's reasoning and the network's
+        landmarks68 = points.landmarks68  # hidden ones from the fitted model (fitted with them down-weighted)
+        if occlusion is not None or net_visible is not None:
+            landmarks68 = torch.where(seen68.unsqueeze(-1), landmarks68, self.fitting.model_landmarks68(fit, K))
         with self.timer("smoothing"):
             boxes = faces.boxes()
             for i, state in enumerate(states):
-                state.fit_state, state.points_visible, state.bbox = fit[i], visible[i], boxes[i]
+                state.fit_state, state.points_visible, state.bbox = fit[i], track_visible[i], boxes[i]
             self.fitting.update_identities([s.identity for s in states], fit, priors)
-            return [smoothed_face(faces, i, fit, landmarks68[i], s, timestamp_s) for i, s in enumerate(states)], new
+            return [smoothed_face(faces, i, fit, landmarks68[i], seen68[i], s, timestamp_s)
+                    for i, s in enumerate(states)], new
 
     def mesh_vertices(self, face: FaceResult) -> np.ndarray:
         """(V, 3) mesh of a face in the camera frame, metres."""

@@ -56,6 +56,11 @@ class FitStage:
         lm68 = landmarks68_from_mp468(landmarks468[..., :2], self.correspondences)
         return FittingPoints(lm68, torch.cat([lm68, landmarks468[:, self.dense_index, :2]], 1))
 
+    def points_visible(self, visibility468: torch.Tensor) -> torch.Tensor:
+        """(B, P) bool: the fitting points a landmark network with visibility (B, 468) sees."""
+        v68 = landmarks68_from_mp468(visibility468.unsqueeze(-1), self.correspondences)[..., 0]
+        return torch.cat([v68, visibility468[:, self.dense_index]], 1) >= 0.5
+
     def new_identity(self) -> IdentityAccumulator:
         cfg = IdentityAccumulatorConfig(freeze_after=int(self.config["identity_freeze_frames"]),
                                         prior_weight=float(self.config["identity_prior"]))

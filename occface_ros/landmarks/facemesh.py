@@ -16,21 +16,26 @@ MP_LEFT_EYE_OUTER = 263
 class LandmarkResult:
     landmarks468: torch.Tensor  # (B, 468, 3) image pixels (x, y) and relative depth z (pixels)
     presence: torch.Tensor  # (B,) face-presence probability
+    visibility468: torch.Tensor | None = None  # (B, 468) probability a landmark is seen (occnet only)
 
 
 class FaceLandmarker:
-    """(image (3, H, W), rois (B, 4)) -> LandmarkResult in image pixels."""
+    """(image (3, H, W), rois (B, 4)) -> LandmarkResult in image pixels.
+
+    `net`: a runner of FaceMesh ((landmarks, presence_logit, presence)) or of the trained occnet
+    (the same plus visibility logits)."""
 
     def __init__(self, net, roi_scale: float = 1.5):
-        self.net = net  # occface_ros.nets face landmark module (B, 3, 192, 192) -> (landmarks, presence_logit, presence)
+        self.net = net
         self.input_size = tuple(net.input_size)
         self.roi_scale = roi_scale
 
     @torch.inference_mode()
     def __call__(self, image: torch.Tensor, rois: torch.Tensor) -> LandmarkResult:
         crops = crop_rois(image, rois, self.input_size)
-        landmarks_crop, _presence_logit, presence = self.net(crops)
-        return LandmarkResult(crop_to_image(landmarks_crop, rois, self.input_size), presence.reshape(-1))
+        out = self.net(crops)
+        visibility = torch.sigmoid(out[3]) if len(out) > 3 else None
+        return LandmarkResult(crop_to_image(out[0], rois, self.input_size), out[2].reshape(-1), visibility)
 
     def next_rois(self, landmarks468: torch.Tensor) -> torch.Tensor:
         """ROIs for the next frame from this frame's landmarks (MediaPipe's tracking rule)."""

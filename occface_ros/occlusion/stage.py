@@ -124,9 +124,9 @@ class OcclusionStage:
         tracker.set_landmarks([faces.track_ids[i] for i in idx.tolist()], landmarks468[idx])
         return True
 
-    def refit_needed(self, outcome: ReasoningOutcome, visible_used: torch.Tensor) -> bool:
+    def refit_needed(self, visible_now: torch.Tensor, visible_used: torch.Tensor) -> bool:
         """The visibility changed by `refit_min_change` or more of some face's points since the fit."""
-        changed = (outcome.points_visible != visible_used).float().mean(1)
+        changed = (visible_now != visible_used).float().mean(1)
         return bool(self.config["refit"]) and bool((changed > float(self.config["refit_min_change"])).any())
 
     def apply(self, outcome: ReasoningOutcome, states: list[TrackState]) -> None:
@@ -143,14 +143,6 @@ class OcclusionStage:
         """(B, P) bool: each track's last visibility of the fitting points (all visible before any)."""
         return torch.stack([s.points_visible if s.points_visible is not None
                             else torch.ones(num_points, dtype=torch.bool, device=device) for s in states])
-
-    def landmarks68(self, seen: torch.Tensor, fitted: torch.Tensor, states: list[TrackState]) -> torch.Tensor:
-        """(B, 68, 2) landmarks predicted through the occlusion: hidden ones from the fitted model
-        (fitted with those points down-weighted), visible ones as seen; a track not reasoned on yet
-        (background) counts as visible."""
-        visible = torch.stack([s.occlusion.landmarks68_visible if s.occlusion is not None
-                               else torch.ones(68, dtype=torch.bool, device=self.device) for s in states])
-        return torch.where(visible.unsqueeze(-1), seen, fitted)
 
     def fill_maps(self, result: FrameResult, new: ReasoningOutcome | None) -> None:
         """The newest maps on `result` (between reasoning frames: the last ones), and the

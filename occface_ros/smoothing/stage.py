@@ -13,8 +13,8 @@ def _numpy(t) -> np.ndarray:
     return torch.as_tensor(t).detach().cpu().numpy().astype(np.float64)
 
 
-def smoothed_face(faces: TrackedFaces, i: int, fit: FitState, landmarks68: torch.Tensor, state: TrackState,
-                  timestamp_s: float) -> FaceResult:
+def smoothed_face(faces: TrackedFaces, i: int, fit: FitState, landmarks68: torch.Tensor, landmarks68_visible: torch.Tensor,
+                  state: TrackState, timestamp_s: float) -> FaceResult:
     """Face i of the frame: its track's filters applied to landmarks, pose and expression."""
     sm = state.smoother(timestamp_s, landmarks68=landmarks68, rotation=fit.rotation[i],
                         translation_m=fit.translation_m[i], expression=fit.expression[i])
@@ -25,7 +25,7 @@ def smoothed_face(faces: TrackedFaces, i: int, fit: FitState, landmarks68: torch
         score=float(faces.presence[i]),
         bbox=_numpy(state.bbox),
         landmarks68=_numpy(sm.landmarks68),
-        landmarks68_visible=np.ones(68, dtype=bool),
+        landmarks68_visible=landmarks68_visible.cpu().numpy(),
         landmarks468=faces.landmarks468[i].cpu().numpy(),
         rotation=_numpy(rotation),
         translation_m=_numpy(sm.translation_m),
@@ -35,7 +35,6 @@ def smoothed_face(faces: TrackedFaces, i: int, fit: FitState, landmarks68: torch
         reprojection_error_px=float(fit.reprojection_error_px[i]),
     )
     if state.occlusion is not None:
-        face.landmarks68_visible = state.occlusion.landmarks68_visible.cpu().numpy()
         face.occlusion_ratio = state.occlusion.ratio
         face.occlusion_by_region = state.occlusion.ratio_by_region
         face.region_pixels = state.occlusion.pixels_by_region

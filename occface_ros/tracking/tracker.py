@@ -123,6 +123,7 @@ class FaceTracker:
         keep_ids = [t for t, a in zip(self.track_ids, alive.tolist()) if a]
         landmarks = result.landmarks468[alive]
         presence = result.presence[alive]
+        visibility = result.visibility468[alive] if result.visibility468 is not None else None
         rois_used = rois_used[alive]
         with self.timer("tracking"):
             next_rois = self.landmarker.next_rois(landmarks) if landmarks.shape[0] else landmarks.new_zeros(0, 4)
@@ -131,7 +132,8 @@ class FaceTracker:
                 lost_ids += [t for t, k in zip(keep_ids, keep.tolist()) if not k]
                 keep_ids = [t for t, k in zip(keep_ids, keep.tolist()) if k]
                 landmarks, presence = landmarks[keep], presence[keep]
+                visibility = visibility[keep] if visibility is not None else None
                 rois_used, next_rois = rois_used[keep], next_rois[keep]
         self.track_ids, self.rois = keep_ids, next_rois
         new_ids = [t for t in new_ids if t in keep_ids]
-        return TrackedFaces(list(keep_ids), rois_used, landmarks, presence, new_ids, lost_ids, detected)
+        return TrackedFaces(list(keep_ids), rois_used, landmarks, presence, new_ids, lost_ids, detected, visibility)

@@ -67,6 +67,13 @@ class LandmarkTrainConfig:
         return cfg
 
 
+def _worker_init(_worker_id: int) -> None:
+    import cv2
+
+    cv2.setNumThreads(1)  # OpenCV's own threads only add overhead beside torch's in a sample worker
+    torch.set_num_threads(1)
+
+
 class _Samples(torch.utils.data.Dataset):
     def __init__(self, engine: SampleEngine):
         self.engine = engine
@@ -241,7 +248,8 @@ def train_landmarks(cfg: LandmarkTrainConfig, faces: list[TeacherFace], run_dir:
     loader = torch.utils.data.DataLoader(
         _Samples(engine), batch_size=cfg.batch_size, sampler=_From(step * cfg.batch_size,
                                                                      max(0, cfg.steps - step) * cfg.batch_size),
-        num_workers=cfg.workers, collate_fn=collate, persistent_workers=False, prefetch_factor=4 if cfg.workers else None)
+        num_workers=cfg.workers, collate_fn=collate, worker_init_fn=_worker_init if cfg.workers else None,
+        prefetch_factor=4 if cfg.workers else None)
     running: dict[str, float] = {}
     bar = tqdm(total=cfg.steps, initial=step, desc="train landmarks", unit="step", disable=not progress)
     started = time.perf_counter()

@@ -84,6 +84,8 @@ def occlude(image_bgr: np.ndarray, landmarks68: np.ndarray, rng: np.random.Gener
     h, w = image_bgr.shape[:2]
     names = _random_kinds(rng, max_occluders) if kinds is None else list(kinds)
     x0, y0, x1, y1 = _face_roi(lm, h, w)
+    if x1 <= x0 or y1 <= y0:  # the face is nowhere near the image
+        return OccluderSample(image_bgr.copy(), np.zeros((h, w), np.float32), [], [])
     region = image_bgr[y0:y1, x0:x1]
     grey = bool((region[..., 0] == region[..., 1]).all() and (region[..., 1] == region[..., 2]).all())
     result = image_bgr.copy()

@@ -13,9 +13,9 @@ import math
 import cv2
 import numpy as np
 
-from ...core.hand_topology import BONE_PARENTS, FINGERS, MIDDLE_MCP, WRIST
-from .common import Canvas, Face, as_alpha, const, pick, grain, mask_u8, rotate, skin_tone, smooth_noise, to_fixed, SHIFT_BITS, \
-    random_colour
+from ...core.hand_topology import BONE_PARENTS, FINGERS, WRIST
+from .common import (SHIFT_BITS, Canvas, Face, as_alpha, const, grain, mask_u8, pick, random_colour, rotate,
+                     skin_tone, smooth_noise, to_fixed)
 
 # Anatomy (fractions of palm length): MCP positions, phalanx lengths (proximal, middle, distal),
 # rest spread of each finger (degrees towards the thumb), capsule radii per phalanx.

@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 import functools
-import math
 
 import cv2
 import numpy as np
 
-from .common import (HAIR_BGR, SHIFT_BITS, Canvas, Face, as_alpha, chaikin, const, pick, planar, ellipse_points, fill_polys, grain,
-                     mask_u8, pattern_colour, random_colour, rotate, smooth_noise, to_fixed, unit)
+from .common import (HAIR_BGR, SHIFT_BITS, Canvas, Face, as_alpha, chaikin, const, ellipse_points, fill_polys, grain,
+                     mask_u8, pattern_colour, pick, planar, random_colour, rotate, smooth_noise, to_fixed)
 
 MASK_TEXTURE_COLOURS = ("black", "blue", "green", "white")
 MASK_VARIANTS = ("texture", "surgical", "n95", "cloth")
@@ -137,9 +136,10 @@ def draw_mask(face: Face, rng: np.random.Generator, variant: str | None = None) 
         cup = 1.0 - 0.35 * ((uc - 0.5) ** 2 * 2.0 + (vc - 0.45) ** 2)
         seam = 1.0 - 0.25 * np.exp(-((uc - 0.5) / 0.008) ** 2)
         colour = const(base) * (cup * seam)
-        if rng.random() < 0.4:  # exhalation valve
-            vu = 0.3 if rng.random() < 0.5 else 0.7
-            valve = np.clip(8.0 * (1.0 - (((uc - vu) / 0.1) ** 2 + ((vc - 0.62) / 0.1) ** 2)), 0, 1)
+        if rng.random() < 0.4:  # exhalation valve: a disc between a mouth corner and the jaw
+            corner, jaw_pt = (face.lm[48], face.lm[5]) if rng.random() < 0.5 else (face.lm[54], face.lm[11])
+            disc = ellipse_points(0.5 * (corner + jaw_pt), (0.09 * face.face_width_px,) * 2, 0, 24)
+            valve = fill_polys(h, w, [disc])
             colour = colour * (1 - valve) + const(random_colour(rng, val=(0.2, 0.7))) * valve
         strap_colour = random_colour(rng)
     else:  # cloth
@@ -202,7 +202,8 @@ def _draw_eyewear(face: Face, rng: np.random.Generator, style: str) -> tuple[Can
     temples = []
     for lens, ear, sign in ((lenses[0], face.lm[0], -1), (lenses[1], face.lm[16], 1)):
         outer = lens[np.argmax(sign * (lens @ right) + 0.3 * (lens @ up))]
-        temples.append(np.stack([outer, outer + rng.uniform(0.6, 1.0) * (ear + up * 0.15 * face.face_height_px - outer)]))
+        ear_top = ear + up * 0.15 * face.face_height_px
+        temples.append(np.stack([outer, outer + rng.uniform(0.6, 1.0) * (ear_top - outer)]))
     thick = max(1, int(round(rng.uniform(0.02, 0.08) * ed)))
     win, off = face.window(np.concatenate(lenses + [bridge] + temples), thick + 3)
     lenses, bridge, temples = [p - off for p in lenses], bridge - off, [p - off for p in temples]
