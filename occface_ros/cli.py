@@ -9,6 +9,7 @@ from pathlib import Path
 from .config import ConfigError
 from .paths import MissingModelError
 from .app.sources import InputError
+from .reference import ReferenceUnavailable
 
 
 def _progress(iterable, total, enabled, desc):
@@ -35,9 +36,12 @@ def cmd_run(args) -> int:
         write_meshes=args.write_meshes or cfg["output"]["write_meshes"],
         write_masks=args.write_masks or cfg["output"]["write_masks"],
         write_deoccluded=args.write_deoccluded or cfg["output"]["write_deoccluded"],
-        independent=args.independent,
+        sequence=args.sequence,
         progress=lambda it, total: _progress(it, total, not args.quiet and source.kind != "image", "occface"),
     )
+    if summary["skipped_inputs"] and not args.quiet:
+        print(f"occface: warning: skipped {len(summary['skipped_inputs'])} unreadable file(s) of {args.input} "
+              f"(listed in summary.json skipped_inputs), first: {summary['skipped_inputs'][0]}", file=sys.stderr)
     if not args.quiet:
         print(f"{summary['frames']} frames, {summary['frames_with_faces']} with faces, "
               f"{summary['tracks']} tracks, {summary['fps']:.1f} FPS -> {args.output}", file=sys.stderr)
@@ -117,8 +121,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="masks/NNNNNN.png (255 = occluded face pixel) and parsing/NNNNNN.png (M_gamma labels)")
     r.add_argument("--write-deoccluded", action="store_true",
                    help="deoccluded/NNNNNN.png: the face rendered from its texture where it is occluded")
-    r.add_argument("--independent", action="store_true",
-                   help="treat the images of a folder as unrelated photos (no tracking or smoothing across them)")
+    photos = r.add_mutually_exclusive_group()
+    photos.add_argument("--sequence", action="store_true",
+                        help="the images of a folder are video frames: track and smooth faces across them "
+                             "(default: unrelated photos, each processed on its own)")
+    photos.add_argument("--independent", action="store_true", help=argparse.SUPPRESS)  # deprecated: the default
     r.add_argument("--device", help="cpu | cuda | cuda:N (overrides the config)")
     r.add_argument("--backend", help="auto | eager | compile | tensorrt | onnxruntime (overrides the config)")
     r.add_argument("--quiet", action="store_true")
@@ -173,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (InputError, ConfigError, MissingModelError) as exc:
+    except (InputError, ConfigError, MissingModelError, ReferenceUnavailable) as exc:
         print(f"occface: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -62,7 +62,9 @@ class SmoothingCall:
 class FakePipeline:
     """FacePipelineLike without networks: one face centred in any image brighter than 10/255, none in
     darker ones (its track ends then; the next bright image starts a new one). Records what the ROS
-    layer asked of it (frames, smoothing, camera matrices, resets). `delay_s` slows process() down."""
+    layer asked of it (frames, smoothing, camera matrices, resets). `delay_s` slows process() down;
+    `fail_next` (an exception) makes the next process() raise it after the track was already updated,
+    as a frame failing partway would."""
 
     def __init__(self, config: dict | None = None, camera_matrix: np.ndarray | None = None, delay_s: float = 0.0):
         self.config = config
@@ -73,6 +75,7 @@ class FakePipeline:
         self.camera_matrices: list[np.ndarray | None] = []
         self.processed: list[tuple[tuple[int, ...], float]] = []  # (image shape, timestamp_s)
         self.resets = 0
+        self.fail_next: Exception | None = None
         self.closed = False
         self._track: int | None = None
         self._next_id = 1
@@ -116,6 +119,9 @@ class FakePipeline:
             return FrameResult([], w, h, timestamp_s, lost_track_ids=lost, stage_ms={"detection": 0.1})
         if self._track is None:
             self._track, self._next_id = self._next_id, self._next_id + 1
+        if self.fail_next is not None:
+            exc, self.fail_next = self.fail_next, None
+            raise exc
         side = 0.4 * min(w, h)
         x0, y0 = w / 2 - side / 2, h / 2 - side / 2
         k = self.intrinsics(w, h)

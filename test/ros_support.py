@@ -14,9 +14,10 @@ def use_loopback_dds(monkeypatch, folder: Path) -> dict[str, str]:
     """Loopback-only DDS in a fresh random domain, set in os.environ through `monkeypatch` (restored
     when it undoes) and returned for the node processes a test starts, with test/ (fakes.py) and the
     repository on their PYTHONPATH."""
-    from occface_ros.ros.loopback import loopback_env
+    from occface_ros.ros.loopback import loopback_env, random_domain_id
 
-    env = loopback_env(folder=folder, apply=False)
+    # a domain of its own even when the shell has ROS_DOMAIN_ID (bench-ros would join that one)
+    env = loopback_env(domain_id=random_domain_id(), folder=folder, apply=False)
     env["PYTHONPATH"] = os.pathsep.join([str(TEST_DIR), str(TEST_DIR.parent), *sys.path])
     for name, value in env.items():
         monkeypatch.setenv(name, value)

@@ -23,8 +23,11 @@ REPO = Path(__file__).resolve().parent.parent
 REFERENCE_MS = 80.0  # the stand-in reference's time per frame: several times our detection + landmarks
 
 STAND_IN_REFERENCE = '''#!{python}
-"""Called as the reference venv's python: SCRIPT FRAMES.npy OUT.json LANDMARKS.npy WARMUP."""
+"""Called as the reference venv's python: SCRIPT FRAMES.npy OUT.json LANDMARKS.npy WARMUP,
+or `-c PROBE` (the check that it imports MediaPipe: it answers yes)."""
 import json, sys, time
+if sys.argv[1] == "-c":
+    sys.exit(0)
 import numpy as np
 frames_path, out_path, lms_path = sys.argv[2:5]
 n = len(np.load(frames_path, allow_pickle=False))
@@ -113,3 +116,24 @@ def test_bench_cli_against_mediapipe_reports_the_reference(tmp_path):
     # the report prints the JSON's figures
     assert f"ratio ours/reference (detection+landmarks, median): {data['ratio_vs_reference']:.2f}" in r.stdout
     assert f"median {ref['median_ms']:.2f} ms" in r.stdout
+
+
+@pytest.mark.parametrize("reference", ["missing", "broken"])
+def test_bench_without_a_working_reference_fails_in_one_line_before_the_work(tmp_path, reference):
+    python = tmp_path / "python"
+    if reference == "broken":  # a venv whose MediaPipe does not import
+        python.write_text("#!/bin/sh\necho 'Traceback (most recent call last):' >&2\n"
+                          "echo \"ModuleNotFoundError: No module named 'mediapipe'\" >&2\nexit 1\n")
+        python.chmod(0o755)
+    t0 = time.perf_counter()
+    r = subprocess.run([sys.executable, "-m", "occface_ros.cli", "bench", "--frames", "300"], capture_output=True,
+                       text=True, cwd=REPO, timeout=300, env={**os.environ, "OCCFACE_REF_PYTHON": str(python)})
+    wall_s = time.perf_counter() - t0
+    assert r.returncode == 2 and r.stdout == ""
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("occface: error: MediaPipe reference"), r.stderr
+    assert "run `make venv-ref`" in lines[0] and "--no-reference" in lines[0]
+    if reference == "broken":
+        assert "No module named 'mediapipe'" in lines[0]
+    # before the work: 300 frames through the pipeline would take well over this on any machine here
+    assert wall_s < 60

@@ -1,5 +1,6 @@
 """The `occface run` output contract on an image, a folder and a video; bad inputs."""
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -61,7 +62,7 @@ def test_run_on_a_folder_and_a_video(tmp_path):
     folder.mkdir()
     for i, f in enumerate(frames):
         cv2.imwrite(str(folder / f"{i:04d}.png"), f)
-    r = occface("run", "--input", folder, "--output", tmp_path / "o1", "--quiet")
+    r = occface("run", "--input", folder, "--output", tmp_path / "o1", "--quiet", "--sequence")
     assert r.returncode == 0, r.stderr
     names = sorted(p.name for p in (tmp_path / "o1" / "frames").iterdir())
     assert names == [f"{i:06d}.json" for i in range(12)]
@@ -100,6 +101,62 @@ def test_missing_model_names_the_fix(tmp_path):
     assert r.returncode == 2
     assert "occface models fetch" in r.stderr
     assert not (tmp_path / "o" / "frames" / "000000.json").exists()
+
+
+def test_corrupt_or_missing_model_is_one_line(tmp_path):
+    """A corrupt model file ($OCCFACE_ICT_MODEL or model.path) and a missing $OCCFACE_ICT_MODEL:
+    exit 2, one line naming the file, the cause and the fix, nothing written."""
+    bad = tmp_path / "x.npz"
+    bad.write_bytes(np.random.default_rng(0).integers(0, 256, 65536, dtype=np.uint8).tobytes())
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"model:\n  path: {bad}\n")
+    photo = sample_path("skimage", "astronaut.png")
+    runs = {
+        "env": (["run", "--input", photo, "--output", tmp_path / "o1"], {"OCCFACE_ICT_MODEL": str(bad)}),
+        "config": (["run", "--input", photo, "--output", tmp_path / "o2", "--config", cfg], {}),
+        "missing": (["run", "--input", photo, "--output", tmp_path / "o3"],
+                    {"OCCFACE_ICT_MODEL": str(tmp_path / "absent.npz")}),
+    }
+    for name, (args, env) in runs.items():
+        r = subprocess.run([sys.executable, "-m", "occface_ros.cli", *map(str, args)], capture_output=True,
+                           text=True, cwd=REPO, timeout=600, env={**os.environ, **env})
+        assert r.returncode == 2, (name, r.stderr)
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("occface: error: ICT model "), (name, r.stderr)
+        assert "Fix: " in lines[0] and "allow_pickle" not in lines[0] and "Traceback" not in r.stderr
+        assert not list(tmp_path.glob("o*/frames/*.json"))
+    assert str(bad) in r.stderr.replace(str(tmp_path / "absent.npz"), str(bad))
+
+
+def test_folder_is_photos_by_default_and_frames_with_sequence(tmp_path):
+    """The same photo twice after a broken PNG: as photos both give the same face (nothing carried
+    over); with --sequence the second is tracked (warm start, identity evidence, smoothing)."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    ok, data = cv2.imencode(".png", np.full((32, 32, 3), 90, np.uint8))
+    (folder / "0_broken.png").write_bytes(data.tobytes()[:8] + b"\x00\x00\x01\x00garbage" * 30)
+    for name in ("1.png", "2.png"):
+        (folder / name).write_bytes(sample_path("skimage", "astronaut.png").read_bytes())
+    faces = {}
+    for mode, extra in (("photos", []), ("sequence", ["--sequence"])):
+        r = occface("run", "--input", folder, "--output", tmp_path / mode, "--quiet", *extra)
+        assert r.returncode == 0 and r.stderr == "", r.stderr  # no OpenCV/libpng lines about the broken PNG
+        summary = json.loads((tmp_path / mode / "summary.json").read_text())
+        assert summary["frames"] == 2 and summary["sequence"] == (mode == "sequence")
+        assert len(summary["skipped_inputs"]) == 1 and "0_broken.png" in summary["skipped_inputs"][0]
+        faces[mode] = [json.loads((tmp_path / mode / "frames" / f"{i:06d}.json").read_text())["faces"][0]
+                       for i in range(2)]
+    # photos: a new track per photo, and the same face from the same pixels
+    assert [f.pop("track_id") for f in faces["photos"]] == [0, 1]
+    assert faces["photos"][0] == faces["photos"][1]
+    # frames: one track; the second frame is tracked, so it differs from the photo's own fit
+    assert [f.pop("track_id") for f in faces["sequence"]] == [0, 0]
+    assert faces["sequence"][0] == faces["photos"][0]
+    assert faces["sequence"][1]["identity"] != faces["sequence"][0]["identity"]
+    r = occface("run", "--input", folder, "--output", tmp_path / "dep", "--quiet", "--independent")
+    assert r.returncode == 0 and r.stderr == ""  # the deprecated flag is the default now
+    r = occface("run", "--input", folder, "--output", tmp_path / "both", "--sequence", "--independent")
+    assert r.returncode == 2 and "not allowed with" in r.stderr
 
 
 def test_run_writes_masks_parsing_and_deoccluded_image(tmp_path):

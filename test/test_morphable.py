@@ -193,3 +193,37 @@ def test_vertex_subset_equals_indexed_vertices():
     assert subset.shape == (3, 5, 3)
     assert torch.allclose(subset, model.vertices(identity, expression, index=index), atol=1e-6)
     assert torch.allclose(subset[:, 2], model.vertices(identity, expression)[:, 4000], atol=1e-6)
+
+
+def test_corrupt_or_missing_ict_file_says_what_it_found(tmp_path, monkeypatch):
+    """A corrupt npz (random bytes, a broken zip) and a missing $OCCFACE_ICT_MODEL: one-line
+    MissingModelError naming the file, the cause and the fix by where the path came from."""
+    monkeypatch.delenv("OCCFACE_ICT_MODEL", raising=False)
+    noise = tmp_path / "x.npz"
+    noise.write_bytes(np.random.default_rng(0).integers(0, 256, 65536, dtype=np.uint8).tobytes())
+    broken_zip = tmp_path / "y.npz"
+    broken_zip.write_bytes(b"PK\x03\x04" + b"\x00" * 100)
+    for bad, cause in ((noise, "not an npz (zip) archive"), (broken_zip, "corrupt npz (BadZipFile")):
+        with pytest.raises(MissingModelError) as exc:
+            load_morphable_model("ict", path=bad)
+        msg = str(exc.value)
+        assert "\n" not in msg and str(bad) in msg and cause in msg and "allow_pickle" not in msg
+        assert "Fix: point model.path at an intact ict_face_light.npz" in msg
+    monkeypatch.setenv("OCCFACE_ICT_MODEL", str(noise))
+    with pytest.raises(MissingModelError, match=r"Fix: point \$OCCFACE_ICT_MODEL at .*, or unset it\.$"):
+        load_morphable_model("ict")
+    monkeypatch.setenv("OCCFACE_ICT_MODEL", str(tmp_path / "absent.npz"))  # no longer skipped in silence
+    with pytest.raises(MissingModelError, match=r"absent.npz \(from \$OCCFACE_ICT_MODEL\) not found"):
+        load_morphable_model("ict")
+    np.savez(tmp_path / "other.npz", a=np.zeros(3))  # an npz without the ICT arrays
+    with pytest.raises(MissingModelError, match="not an ICT-FaceKit npz, missing arrays"):
+        load_morphable_model("ict", path=tmp_path / "other.npz")
+
+
+def test_corrupt_bfm_file_is_one_line(tmp_path):
+    from occface_ros.morphable.bfm import BFM_FILES
+
+    for f in BFM_FILES:
+        (tmp_path / f).write_bytes(b"\x00garbage" * 20)
+    with pytest.raises(MissingModelError, match=r"not an intact \.npy .*Fix: run `occface data fetch --force`"):
+        load_morphable_model("bfm", path=tmp_path)

@@ -22,3 +22,5 @@ def test_bench_ros_reports_latency_per_topic_and_drops(ros_env):
         # stamp-to-receipt of frames published during the trial, received before its end + 1 s
         assert 0 < lat["p50_ms"] <= lat["p99_ms"] < (duration_s + 1.0) * 1e3, topic
     assert r["node_exit_code"] == 0
+    # the caller's domain (here the fixture's), never a random one beside it; loopback by default
+    assert r["ros_domain_id"] == int(ros_env["ROS_DOMAIN_ID"]) and r["discovery_range"] == "LOCALHOST"

@@ -30,7 +30,7 @@ from visualization_msgs.msg import Marker, MarkerArray  # noqa: E402
 
 from occface_msgs.msg import FaceArray  # noqa: E402
 from occface_ros.ros.image_conversion import fill_image_msg  # noqa: E402
-from occface_ros.ros.node import OUTPUT_QOS, TF_QOS, OccfaceNode  # noqa: E402
+from occface_ros.ros.occface_node import OUTPUT_QOS, TF_QOS, OccfaceNode  # noqa: E402
 
 from fakes import FakePipeline, SmoothingCall  # noqa: E402
 from ros_support import Collector  # noqa: E402
@@ -318,6 +318,82 @@ def test_stamps_going_backwards_reset_tracks(rig, photo):
     assert faces.faces[0].track_id != tid  # a new track after the reset
     assert rig.col.wait_for(lambda m: any(  # the old mesh markers are cleared
         mk.action == Marker.DELETEALL for x, _ in m[f"{NS}/mesh_markers"] for mk in x.markers), 5)
+
+
+def _zero_stamp_header():
+    return Header(frame_id="cam0_optical")  # stamp 0.0: a driver that does not stamp
+
+
+def test_zero_stamps_use_one_node_clock_and_never_reset_the_tracks(rig, photo):
+    """A zero stamp used to become wall time (~1.8e9 s) and the next real stamp (1001 s here) looked
+    like time going backwards: tracks reset. Now the node keeps one monotonic clock from then on."""
+    small = photo[::4, ::4].copy()
+    first = rig.send(small)
+    tid = rig.with_stamp("faces", first)[0].faces[0].track_id
+    for header in [None, _zero_stamp_header(), None, None, _zero_stamp_header(), None]:
+        header = header or rig.next_header()
+        rig.publish(small, header=header)
+        assert rig.col.wait_for(lambda m: any(stamp_is(x, header.stamp) for x, _ in m[f"{NS}/faces"]), 5)
+        (faces,) = rig.with_stamp("faces", header)[-1:]
+        assert faces.header == header  # outputs still carry the input header, zero stamp included
+        assert [f.track_id for f in faces.faces] == [tid]
+        time.sleep(0.05)
+    times = [t for _, t in rig.pipeline.processed]
+    assert rig.pipeline.resets == 0 and all(b > a for a, b in zip(times, times[1:])), times
+    assert times[-1] - times[0] < 10  # continues the stamps' timeline (no jump to wall time)
+    assert not rig.col.wait_for(lambda m: any(mk.action == Marker.DELETEALL for x, _ in m[f"{NS}/mesh_markers"]
+                                              for mk in x.markers), 0.3)
+
+
+def test_a_frame_failing_in_the_pipeline_resets_it_and_logs_one_line(rig, photo, capfd):
+    small = photo[::4, ::4].copy()
+    first = rig.send(small, topics=("faces", "mesh_markers"))
+    tid = rig.with_stamp("faces", first)[0].faces[0].track_id
+    for _ in range(2):  # the same failure twice: one log line (throttled), a reset each time
+        rig.pipeline.fail_next = RuntimeError("landmarks diverged")
+        failed = rig.publish(small)
+        deadline = time.monotonic() + 5
+        while rig.pipeline.fail_next is not None and time.monotonic() < deadline:
+            rig.publish(small)  # best effort: resend until the failing frame was taken
+            time.sleep(0.05)
+        assert rig.pipeline.fail_next is None
+    assert rig.col.wait_for(lambda m: any(mk.action == Marker.DELETEALL for x, _ in m[f"{NS}/mesh_markers"]
+                                          for mk in x.markers), 5)
+    assert rig.pipeline.resets == 2
+    header = rig.send(small)  # the next frame is served, on a clean pipeline: a new track
+    (faces,) = rig.with_stamp("faces", header)
+    assert len(faces.faces) == 1 and faces.faces[0].track_id != tid
+    assert rig.col.wait_for(lambda m: any(s.level == DiagnosticStatus.ERROR and "pipeline_RuntimeError" in s.message
+                                          for d, _ in m["/diagnostics"] for s in d.status), 3)
+    err = capfd.readouterr().err
+    lines = [ln for ln in err.splitlines() if "failed in the pipeline" in ln]
+    assert len(lines) == 1 and "RuntimeError: landmarks diverged" in lines[0] and "tracks reset" in lines[0], err
+    assert "Traceback" not in err
+    del failed
+
+
+def test_bad_input_does_not_flood_diagnostics(rig, photo):
+    """100 malformed images in 1 s: /diagnostics keeps its period (one immediate publish when the
+    level rises), and the message names one cause plus a count."""
+    assert rig.node.set_parameters([Parameter("diagnostics.period_s", value=1.0)])[0].successful
+    small = photo[::8, ::8].copy()
+    rig.send(small)
+    time.sleep(1.2)
+    rig.col.clear()
+    errors0 = rig.node.health.totals["image_errors"]
+    t_start = time.time()
+    for k in range(100):
+        cut = (lambda m: setattr(m, "data", bytes(m.data)[:100])) if k % 2 else (lambda m: setattr(m, "step", 7))
+        rig.publish(small, mutate=cut)
+        time.sleep(max(0.0, t_start + (k + 1) * 0.01 - time.time()))
+    t_end = time.time()
+    time.sleep(0.3)
+    assert rig.node.health.totals["image_errors"] - errors0 >= 50  # most bad frames reached the node
+    during = [d for d, t in rig.col.messages["/diagnostics"] if t_start <= t <= t_start + 1.0]
+    assert 1 <= len(during) <= 3, f"{len(during)} /diagnostics in the second of {t_end - t_start:.2f} s of bad input"
+    inp = _level_by_name(during[-1])["input"]
+    assert inp.level == DiagnosticStatus.ERROR
+    assert ";" not in inp.message and "(+1 more, see values)" in inp.message, inp.message
 
 
 SIGINT_SCRIPT = """

@@ -203,6 +203,26 @@ def test_health_levels():
     assert h2.statuses(now=1.2)[1].level == WARN
 
 
+def test_health_message_is_one_cause_and_a_count():
+    h = Health(Thresholds(input_rate_warn_hz=0, error_hold_s=2.0))
+    h.received(now=1.0)
+    h.processed(10.0, 1, {"fit": 5.0, "hand_detection": 3.0}, now=1.0)
+    for k in range(30):  # a stream of two kinds of bad frames
+        h.error("truncated_buffer", "data has 1000 bytes", now=2.0 + k * 0.01)
+    h.error("wrong_step", "step 7 < width 80 x 3", now=2.5)
+    h.error("pipeline_ValueError", "bad shape", kind="pipeline_errors", now=2.4)
+    inp, proc = h.statuses(now=2.6)
+    assert inp.level == ERROR and inp.message == "wrong_step (1x): step 7 < width 80 x 3 (+1 more, see values)"
+    assert proc.level == ERROR and proc.message == "pipeline_ValueError (1x): bad shape"
+    values = {kv.key: kv.value for kv in inp.values}
+    assert values["error.truncated_buffer"].startswith("30x")  # every held cause stays in the values
+    # stages with no sample left in the window are absent, not "nan"
+    h.processed(10.0, 1, {"fit": 5.0}, now=6.5)
+    proc_values = {kv.key: kv.value for kv in h.statuses(now=7.0)[1].values}
+    assert "stage.fit_ms_p50" in proc_values and "stage.hand_detection_ms_p50" not in proc_values
+    assert "nan" not in proc_values.values()
+
+
 def test_params_round_trip_and_validation(tmp_path):
     from occface_ros.config import load_config
 
@@ -358,3 +378,44 @@ def test_canned_pipeline_replays_the_model_face_for_the_node_outputs():
     assert LABEL_IDS["nose"] in labels and LABEL_IDS["upper_lip"] in labels
     (marker,) = deserialize_message(out["mesh_markers"], MarkerArray).markers
     assert 0 < len(marker.points) <= 3 * NODE_DEFAULTS["mesh_max_triangles"]
+
+
+def test_cv_bridge_failure_falls_back_to_numpy_with_one_rate_limited_line(monkeypatch, caplog):
+    import logging
+
+    from occface_ros.ros import image_conversion as ic
+
+    class BrokenBridge:  # cv_bridge is not installed here; this one fails as a broken build would
+        def imgmsg_to_cv2(self, msg, desired_encoding):
+            raise RuntimeError("boost::python conversion failed")
+
+    monkeypatch.setattr(ic, "_CvBridge", BrokenBridge)
+    monkeypatch.setattr(ic, "_fallback_logged_at", {})
+    rgb = np.arange(4 * 6 * 3, dtype=np.uint8).reshape(4, 6, 3)
+    msg = fill_image_msg(Image(), rgb, "rgb8")
+    with caplog.at_level(logging.WARNING, logger=ic.__name__):
+        for _ in range(20):
+            assert np.array_equal(image_msg_to_bgr8(msg), rgb[..., ::-1])
+    lines = [r.getMessage() for r in caplog.records if r.name == ic.__name__]
+    assert len(lines) == 1 and "RuntimeError: boost::python conversion failed" in lines[0], lines
+
+
+def test_loopback_env_honours_the_callers_ros_environment(tmp_path):
+    from occface_ros.ros.loopback import LoopbackEnvError, loopback_env
+
+    env = loopback_env(folder=tmp_path, apply=False, environ={})
+    assert 1 <= int(env["ROS_DOMAIN_ID"]) <= 101 and env["ROS_AUTOMATIC_DISCOVERY_RANGE"] == "LOCALHOST"
+    assert "127.0.0.1" in (tmp_path / "fastdds_loopback.xml").read_text()
+    assert env["FASTDDS_DEFAULT_PROFILES_FILE"] == str(tmp_path / "fastdds_loopback.xml")
+    assert "ROS_LOCALHOST_ONLY" not in env and env["RMW_IMPLEMENTATION"] == "rmw_fastrtps_cpp"
+    # the caller's domain (a live robot's domain on this host is joined only if the caller says so)
+    assert loopback_env(folder=tmp_path, apply=False, environ={"ROS_DOMAIN_ID": "42"})["ROS_DOMAIN_ID"] == "42"
+    assert loopback_env(domain_id=7, folder=tmp_path, apply=False, environ={"ROS_DOMAIN_ID": "42"})["ROS_DOMAIN_ID"] == "7"
+    # a wider discovery range asked for: honoured, and the loopback-only profile is not forced on it
+    wide = loopback_env(folder=tmp_path, apply=False, environ={"ROS_AUTOMATIC_DISCOVERY_RANGE": "subnet",
+                                                               "RMW_IMPLEMENTATION": "rmw_cyclonedds_cpp"})
+    assert wide["ROS_AUTOMATIC_DISCOVERY_RANGE"] == "SUBNET" and "FASTDDS_DEFAULT_PROFILES_FILE" not in wide
+    assert wide["RMW_IMPLEMENTATION"] == "rmw_cyclonedds_cpp"
+    for bad in ({"ROS_DOMAIN_ID": "abc"}, {"ROS_DOMAIN_ID": "300"}, {"ROS_AUTOMATIC_DISCOVERY_RANGE": "LAN"}):
+        with pytest.raises(LoopbackEnvError, match=next(iter(bad))):
+            loopback_env(folder=tmp_path, apply=False, environ=bad)

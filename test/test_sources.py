@@ -46,3 +46,39 @@ def test_missing_and_empty_inputs(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(InputError, match="no images"):
         FrameSource(tmp_path / "empty")
+
+
+def _broken_png(path):
+    """A PNG whose header is intact and whose data is cut off and scrambled (OpenCV and libpng both
+    have something to say about it on fd 2)."""
+    ok, data = cv2.imencode(".png", np.random.default_rng(1).integers(0, 256, (64, 64, 3), dtype=np.uint8))
+    raw = bytearray(data.tobytes()[:8]) + bytearray(np.random.default_rng(2).integers(0, 256, 500, np.uint8).tobytes())
+    path.write_bytes(bytes(raw))
+
+
+def test_folder_whose_first_file_is_broken_skips_it(tmp_path):
+    img = np.full((48, 64, 3), 127, np.uint8)
+    _broken_png(tmp_path / "000.png")
+    (tmp_path / "001.jpg").write_bytes(b"not a jpeg")
+    cv2.imwrite(str(tmp_path / "002.png"), img)
+    cv2.imwrite(str(tmp_path / "003.png"), img)
+    src = FrameSource(tmp_path)
+    assert len(src) == 2 and len(src.skipped) == 2 and "000.png" in src.skipped[0]
+    frames = list(src)
+    assert [f.index for f in frames] == [0, 1] and frames[0].source.endswith("002.png")
+    assert len(src.skipped) == 2  # the ones found at validation are not listed twice
+
+
+def test_folder_of_broken_files_only_is_one_error(tmp_path):
+    _broken_png(tmp_path / "a.png")
+    (tmp_path / "b.jpg").write_bytes(b"garbage")
+    with pytest.raises(InputError, match=r"holds no readable image \(2 broken files, e.g. a.png\)"):
+        FrameSource(tmp_path)
+
+
+def test_broken_png_prints_nothing_from_native_code(tmp_path, capfd):
+    _broken_png(tmp_path / "x.png")
+    with pytest.raises(InputError, match="cannot read image"):
+        read_image(tmp_path / "x.png")
+    out, err = capfd.readouterr()
+    assert out == "" and err == ""  # no OpenCV [ WARN ]/[ERROR] or libpng lines on fd 1 or 2

@@ -31,13 +31,17 @@ def _stats(values) -> dict:
 
 def run_bench(num_frames: int = 300, config_path=None, with_reference: bool = True, warmup: int = 15,
               verbose: bool = True) -> dict:
+    if with_reference:  # a missing or broken reference venv fails here, in one line, before the work
+        from ..reference import check_reference
+
+        check_reference()
     cfg = load_config(config_path)
     frames = clip_frames(num_frames)
     pipeline = FacePipeline(for_files(cfg))
     for i, f in enumerate(frames[:warmup]):
         pipeline.process(f, i / 30.0)
     pipeline.reset()
-    pipeline.timer.samples.clear()
+    pipeline.timer.clear()
     # the reference runs right before and right after our timed loop and its figures pool both
     # runs: a 2-core machine drifts by +-20% over a minute, and bracketing keeps the ratio fair
     ref_before = None

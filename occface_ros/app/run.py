@@ -15,8 +15,13 @@ from .sources import FrameSource
 
 def run_on_source(source: FrameSource, out_dir: Path, config: dict, write_overlay: bool = False,
                   write_meshes: bool = False, write_masks: bool = False, write_deoccluded: bool = False,
-                  independent: bool = False, progress=None) -> dict:
-    """Process every frame; returns the summary (also written to out_dir/summary.json)."""
+                  sequence: bool = False, progress=None) -> dict:
+    """Process every frame; returns the summary (also written to out_dir/summary.json).
+
+    The images of a folder are unrelated photos unless `sequence`: the pipeline is reset before
+    each (no tracking, smoothing or identity carried from one photo to the next). With `sequence`
+    (a folder of video frames) and for a video, faces are tracked across frames."""
+    photos = source.kind == "folder" and not sequence
     if write_deoccluded:
         config = {**config, "occlusion": {**config["occlusion"], "deocclude": True}}
     pipeline = FacePipeline(for_files(config))
@@ -30,7 +35,7 @@ def run_on_source(source: FrameSource, out_dir: Path, config: dict, write_overla
     iterable = source if progress is None else progress(source, source.length)
     try:
         for frame in iterable:
-            if independent:
+            if photos:
                 pipeline.reset()
             result = pipeline.process(frame.image_bgr, frame.timestamp_s)
             name = frame_name(frame.index)
@@ -82,6 +87,7 @@ def run_on_source(source: FrameSource, out_dir: Path, config: dict, write_overla
     summary = {
         "input": str(source.path),
         "kind": source.kind,
+        "sequence": not photos,
         "frames": frames,
         "frames_with_faces": frames_with_faces,
         "tracks": len(track_ids),

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +30,10 @@ class Frame:
 def read_image(path: Path) -> np.ndarray:
     """Read an image as BGR uint8 (grey and alpha images are converted); InputError if unreadable."""
     data = np.fromfile(str(path), dtype=np.uint8) if Path(path).is_file() else None
-    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data is not None and data.size else None
+    image = None
+    if data is not None and data.size:
+        with _quiet_native_stderr():  # OpenCV and libpng print their own lines about a broken file
+            image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
     if image is None:
         raise InputError(f"cannot read image {path}: not a supported or intact image file")
     return to_bgr8(image)
@@ -49,10 +53,12 @@ def to_bgr8(image: np.ndarray) -> np.ndarray:
 
 @contextmanager
 def _quiet_native_stderr():
-    """Silence FFmpeg's own messages on fd 2 while probing: our error is the one line the user sees."""
+    """Silence native libraries' own messages on fd 2 (FFmpeg, OpenCV, libpng): our error is the one line
+    the user sees."""
     try:
+        sys.stderr.flush()  # what Python has written so far still reaches the terminal
         saved = os.dup(2)
-    except OSError:
+    except (OSError, ValueError):
         yield
         return
     devnull = os.open(os.devnull, os.O_WRONLY)
@@ -79,8 +85,8 @@ class FrameSource:
             self.files = sorted(p for p in self.path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
             if not self.files:
                 raise InputError(f"folder {self.path} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
-            read_image(self.files[0])
-            self.length = len(self.files)
+            self._first = self._first_readable()
+            self.length = len(self.files) - self._first
             self.fps = fps_for_images
         elif self.path.suffix.lower() in VIDEO_SUFFIXES:
             self.kind = "video"
@@ -100,6 +106,17 @@ class FrameSource:
             self.length = 1
             self.fps = fps_for_images
 
+    def _first_readable(self) -> int:
+        """Index of the folder's first readable image; the broken ones before it are skipped."""
+        for i, f in enumerate(self.files):
+            try:
+                read_image(f)
+                return i
+            except InputError as exc:
+                self.skipped.append(str(exc))
+        raise InputError(f"folder {self.path} holds no readable image ({len(self.files)} broken files, "
+                         f"e.g. {self.files[0].name}): replace them or pass another folder")
+
     def __len__(self) -> int:
         return self.length or 0
 
@@ -108,7 +125,7 @@ class FrameSource:
             yield Frame(0, str(self.path), read_image(self.path), 0.0)
         elif self.kind == "folder":
             index = 0
-            for f in self.files:
+            for f in self.files[self._first:]:
                 try:
                     image = read_image(f)
                 except InputError as exc:  # one bad file in a folder is skipped and reported

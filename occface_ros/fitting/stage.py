@@ -2,6 +2,7 @@
 (weights of the paper's eq. 13, identity priors from each track)."""
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import torch
@@ -12,6 +13,8 @@ from ..landmarks.correspondence import Correspondences, landmarks68_from_mp468
 from ..morphable.model import MorphableModel, VertexSubset
 from .fitter import FaceFitter, FitConfig, FitState
 from .identity import IdentityAccumulator, IdentityAccumulatorConfig
+
+log = logging.getLogger(__name__)
 
 IBUG_CONTOUR = slice(0, 17)  # the jaw line: silhouette points, not fixed vertices
 
@@ -78,10 +81,27 @@ class FitStage:
 
     def __call__(self, points: FittingPoints, visible: torch.Tensor, K: torch.Tensor, priors: IdentityPriors,
                  init: FitState | None = None, iterations: int | None = None) -> FitState:
-        """Fit B faces; `init` warm-starts them (None: cold start)."""
-        return self.fitter(points.points, self.weights(visible), K, init=init, identity_prior_mean=priors.mean,
-                           identity_prior_weight=priors.precision, fit_identity=priors.fit_identity,
-                           iterations=iterations)
+        """Fit B faces; `init` warm-starts them (None: cold start).
+
+        Nothing non-finite leaves this call: non-finite points are ignored (weight 0), and a face
+        whose fit is still not finite, or that has no finite point, keeps its previous fit
+        (`init`); without one (cold start) it gets the pose-only fit of the prior-mean shape
+        (closed-form pose, expression 0; frontal when nothing constrains it). See `fit_finite`."""
+        finite_points = torch.isfinite(points.points).all(-1)
+        xy = torch.where(finite_points.unsqueeze(-1), points.points, 0.0)
+        weights = self.weights(visible) * finite_points
+        fit = self.fitter(xy, weights, K, init=init, identity_prior_mean=priors.mean,
+                          identity_prior_weight=priors.precision, fit_identity=priors.fit_identity,
+                          iterations=iterations)
+        bad = ~fit_finite(fit) | ~finite_points.any(1)  # no finite point: the priors alone would drift it
+        if bad.any():
+            log.warning("fit not finite for %d of %d face(s): %s", int(bad.sum()), len(bad),
+                        "previous fit kept" if init is not None else "pose-only fit used")
+            fallback = init if init is not None else self.fitter(
+                xy, weights, K, identity_prior_mean=priors.mean, identity_prior_weight=priors.precision,
+                fit_identity=False, iterations=0)
+            fit = _where_faces(bad, fallback, fit)
+        return fit
 
     def update_identities(self, identities: list[IdentityAccumulator], fit: FitState, priors: IdentityPriors) -> None:
         """Add this frame's identity evidence to each track that is not frozen yet."""
@@ -93,3 +113,21 @@ class FitStage:
         """(B, 68, 2) pixels: the fitted model's 68 landmark vertices, projected."""
         verts = self.landmark_vertices(fit.identity, fit.expression)
         return project_points(transform_points(fit.rotation, fit.translation_m, verts), K)
+
+
+def fit_finite(fit: FitState) -> torch.Tensor:
+    """(B,) bool: the face's pose, expression and identity are all finite."""
+    parts = (fit.rotation.flatten(1), fit.translation_m, fit.expression, fit.identity)
+    return torch.cat([torch.isfinite(p).all(1, keepdim=True) for p in parts], 1).all(1)
+
+
+def _where_faces(take: torch.Tensor, other: FitState, fit: FitState) -> FitState:
+    """`fit` with the faces in `take` (B,) replaced by `other`'s (tensors of per-face rows only)."""
+    out = fit.clone()
+    for name in ("rotation", "translation_m", "expression", "identity", "reprojection_error_px", "cost"):
+        mine, theirs = getattr(out, name), getattr(other, name)
+        if mine is not None and theirs is not None:
+            mine[take] = theirs.to(mine)[take]
+    if out.information is not None:
+        out.information[take] = 0.0  # no identity evidence from a failed fit
+    return out

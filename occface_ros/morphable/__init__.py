@@ -5,11 +5,12 @@
 
 Resolution order for "ict" (first that exists wins):
   1. `path` argument (the config's model path option)
-  2. $OCCFACE_ICT_MODEL
+  2. $OCCFACE_ICT_MODEL (when set, it must exist)
   3. cache_dir()/models/ict_face_light.npz   (written by `occface models fetch`, i.e. fetch.fetch_ict())
   4. occface_ros.paths.shared_models_dir()/ict_face_light.npz   (development / CI)
 For "bfm": `path` (folder with the 5 .npy files) -> $OCCFACE_BFM_MODEL -> cache_dir()/models/bfm_3ddfa/.
-If nothing is found, MissingModelError names the fix.
+If nothing is found, or the file found is not an intact model, MissingModelError (one line) names
+the file, the cause and the fix.
 """
 from __future__ import annotations
 
@@ -40,10 +41,14 @@ def ict_candidate_paths(path: str | Path | None = None) -> list[Path]:
 
 
 def resolve_ict_path(path: str | Path | None = None) -> Path:
-    """First existing ICT npz of the resolution order; an explicit path must exist."""
+    """First existing ICT npz of the resolution order; an explicit path or $OCCFACE_ICT_MODEL must exist."""
     if path and not Path(path).expanduser().is_file():
-        raise MissingModelError(f"ICT model {path} not found. Fix: correct the model path option, "
-                                f"or run `occface models fetch`.")
+        raise MissingModelError(f"ICT model {path} (from model.path) not found. Fix: correct "
+                                f"model.path, or run `occface models fetch`.")
+    env = os.environ.get(ICT_ENV)
+    if not path and env and not Path(env).expanduser().is_file():
+        raise MissingModelError(f"ICT model {env} (from ${ICT_ENV}) not found. Fix: correct or unset "
+                                f"${ICT_ENV}, or run `occface models fetch`.")
     for cand in ict_candidate_paths(path):
         if cand.is_file():
             return cand
@@ -53,11 +58,22 @@ def resolve_ict_path(path: str | Path | None = None) -> Path:
     )
 
 
+def _ict_fix(resolved: Path, path: str | Path | None) -> str:
+    """The fix for an unusable ICT file, by where its path came from."""
+    made_by = "(`occface models fetch` writes one)"
+    if path:
+        return f"point model.path at an intact ict_face_light.npz {made_by}"
+    if os.environ.get(ICT_ENV) and Path(os.environ[ICT_ENV]).expanduser() == resolved:
+        return f"point ${ICT_ENV} at an intact ict_face_light.npz {made_by}, or unset it"
+    return "run `occface models fetch` to write it again"
+
+
 def load_morphable_model(name: str = "ict", path: str | Path | None = None) -> MorphableModel:
     """Load a morphable model by name ("ict" or "bfm"); see the module doc for where it is looked up."""
     key = name.lower()
     if key in ("ict", "ict_face_light", "ict-facekit"):
-        return load_ict_npz(resolve_ict_path(path))
+        resolved = resolve_ict_path(path)
+        return load_ict_npz(resolved, fix=_ict_fix(resolved, path))
     if key in ("bfm", "bfm_3ddfa", "3ddfa"):
         from .bfm import load_bfm_3ddfa
 

@@ -113,10 +113,14 @@ def load_bfm_3ddfa(folder: str | Path | None = None) -> MorphableModel:
     missing = [f for f in BFM_FILES if not (folder / f).is_file()]
     if missing:
         raise MissingModelError(
-            f"BFM (3DDFA) files {missing} not found in {folder}. Fix: `occface models fetch --bfm` "
+            f"BFM (3DDFA) files {missing} not found in {folder}. Fix: run `occface data fetch` "
             f"(occface_ros.morphable.bfm.fetch_bfm_3ddfa()) or pass the folder path."
         )
-    arr = {f[:-4]: np.load(folder / f, allow_pickle=False) for f in BFM_FILES}
+    try:
+        arr = {f[:-4]: np.load(folder / f, allow_pickle=False) for f in BFM_FILES}
+    except (OSError, EOFError, ValueError) as exc:  # numpy takes a non-.npy file for a pickle
+        raise MissingModelError(f"BFM (3DDFA) files in {folder} are unusable: a file is not an intact .npy "
+                                f"({type(exc).__name__}). Fix: run `occface data fetch --force`.") from exc
     n3 = arr["u_shp"].shape[0]
     if n3 % 3 or arr["w_shp_sim"].shape != (n3, len(SHP_STD)) or arr["w_exp_sim"].shape != (n3, len(EXP_STD)):
         raise ValueError(f"{folder}: unexpected BFM array shapes")

@@ -248,7 +248,8 @@ def _install_fast_path(net: nn.Module, example_input: torch.Tensor) -> None:
             for _ in range(3):  # the profiling executor specializes during the first calls
                 got = frozen(x)
             ok = all(torch.allclose(a, b, rtol=1e-4, atol=1e-4 * (1 + float(a.abs().max()))) for a, b in zip(ref, got))
-        except Exception:  # noqa: BLE001 - the plain graph always works
+        except Exception as exc:  # noqa: BLE001 - the plain graph always works
+            log.debug("%s: no frozen fast path (%s); the plain graph runs", type(net).__name__, _one_line(exc))
             return
         if ok:
             net.set_fast_path(frozen, x)

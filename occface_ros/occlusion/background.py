@@ -11,6 +11,7 @@ the reasoner (track textures, hand tracks); lost tracks are forgotten at its nex
 from __future__ import annotations
 
 import concurrent.futures
+import logging
 import os
 import sys
 import threading
@@ -22,6 +23,8 @@ import torch
 
 from ..contracts import FaceOcclusion
 from .reasoner import OcclusionReasoner, OcclusionResult
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -102,8 +105,8 @@ class BackgroundReasoner:
         if self._future is not None:
             try:
                 self._future.result()
-            except Exception:  # noqa: BLE001 - a dropped job's error does not matter any more
-                pass
+            except Exception as exc:  # noqa: BLE001 - a dropped job's error does not stop the reset
+                log.warning("occlusion job dropped at reset had failed: %s: %s", type(exc).__name__, exc)
             self._future = None
         self._forget.clear()
         self.reasoner.reset()

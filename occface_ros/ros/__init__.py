@@ -4,6 +4,7 @@
 (testable without rclpy): `pipeline_protocol`, `loopback` (loopback-only DDS environment),
 `image_conversion` (numpy side), `parsing`, `mesh_lod`. The rest needs rclpy and the built
 interfaces (occface_msgs, tf2_msgs): `messages` (message builders), `outputs` (the messages of a
-frame), `diagnostics`, `params`, `node` (the node, console script `occface-node`), `bag`
+frame), `diagnostics`, `params`, `occface_node` (the node), `node` (the console script `occface-node`:
+signals and exit codes; imports only the standard library when loaded), `bag`
 (`occface bag`), `bench` (`occface bench-ros`, and its `CannedPipeline`). See docs/ros.md.
 """

@@ -12,6 +12,7 @@ rclpy (CDR); their type definitions are registered in the output bag from msg/oc
 from __future__ import annotations
 
 import re
+import sys
 import time
 from pathlib import Path
 
@@ -42,8 +43,11 @@ def occface_msg_dir() -> Path:
         d = Path(get_package_share_directory("occface_msgs")) / "msg"
         if (d / "Face.msg").exists():
             return d
-    except Exception:  # noqa: BLE001 - not installed via ament: use the checkout
+    except (ImportError, LookupError):  # no ament index, or occface_msgs not in it: use the checkout
         pass
+    except Exception as exc:  # noqa: BLE001 - a broken ament index: say so, use the checkout
+        print(f"occface: warning: ament index lookup of occface_msgs failed ({type(exc).__name__}: {exc}); "
+              "using the .msg files of the checkout", file=sys.stderr)
     return repo_root() / "msg" / "occface_msgs" / "msg"
 
 

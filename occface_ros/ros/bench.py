@@ -241,7 +241,9 @@ def run_bench_ros(duration_s: float = 20.0, rate_hz: float = 30.0, step_s: float
     spin.start()
     msgs = [fill_image_msg(Image(), f, "bgr8", Header(frame_id="bench_camera")) for f in clip_frames(frames)]
     result: dict = {"pipeline": "CannedPipeline (the ROS layer alone)" if canned else "FacePipeline",
-                    "image": f"{msgs[0].width}x{msgs[0].height} bgr8", "rate_hz": rate_hz}
+                    "image": f"{msgs[0].width}x{msgs[0].height} bgr8", "rate_hz": rate_hz,
+                    "ros_domain_id": int(env["ROS_DOMAIN_ID"]),
+                    "discovery_range": env["ROS_AUTOMATIC_DISCOVERY_RANGE"]}
     counter = [0]
 
     def publish_at(rate, seconds):

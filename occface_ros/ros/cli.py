@@ -26,9 +26,14 @@ def cmd_bag(args) -> int:
 
 def cmd_bench_ros(args) -> int:
     from .bench import run_bench_ros
+    from .loopback import LoopbackEnvError
 
-    result = run_bench_ros(duration_s=args.duration, rate_hz=args.rate, step_s=args.step, canned=args.canned,
-                           config=args.config, find_peak=not args.no_peak)
+    try:
+        result = run_bench_ros(duration_s=args.duration, rate_hz=args.rate, step_s=args.step, canned=args.canned,
+                               config=args.config, find_peak=not args.no_peak)
+    except LoopbackEnvError as exc:
+        print(f"occface: error: {exc} (unset it for a random domain on loopback)", file=sys.stderr)
+        return 2
     text = json.dumps(result, indent=1)
     print(text)
     if args.json:

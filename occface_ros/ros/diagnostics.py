@@ -1,8 +1,10 @@
 """Health of the node as diagnostic_msgs/DiagnosticArray (input/output rate, latency, drops, errors).
 
-`Health` is thread-safe: the subscription callback and the worker thread record events, a timer
-(and every image error, at once) builds the array. Levels come from `Thresholds` (node parameters
-`diagnostics.*`); the worst applicable condition wins and its reason is the status message.
+`Health` is thread-safe: the subscription callback and the worker thread record events, the node's
+timer builds the array every period (an error publishes at once only when it raises the level).
+Levels come from `Thresholds` (node parameters `diagnostics.*`); the status message is the one
+worst condition (the newest error among equals) and how many others there are; every held error
+cause is in the values (`error.<cause>`).
 """
 from __future__ import annotations
 
@@ -48,6 +50,15 @@ class Thresholds:
         if name.startswith("drop_ratio") and value > 1:
             return f"diagnostics.{name} is a fraction in [0, 1]"
         return None
+
+
+def _summary(checks: list[tuple[int, float, str]]) -> tuple[int, str]:
+    """(level, message) of (level, time, text) conditions: the worst, the newest among equals, plus a count."""
+    if not checks:
+        return OK, ""
+    level, _, text = max(checks, key=lambda c: (c[0], c[1]))
+    others = len(checks) - 1
+    return level, text + (f" (+{others} more, see values)" if others else "")
 
 
 def _percentile(values, q) -> float:
@@ -130,29 +141,27 @@ class Health:
             totals = dict(self.totals)
         drop_ratio = n_drop / n_in if n_in else 0.0
 
-        # input status
-        level, msg = OK, "receiving images"
-        checks: list[tuple[int, str]] = []
+        # input status; conditions are (level, time, text): errors carry their time, the rest `now`
+        checks: list[tuple[int, float, str]] = []
         if last_in is None:
-            checks.append((WARN, "no images received yet" if totals["received"] == 0 else
+            checks.append((WARN, now, "no images received yet" if totals["received"] == 0 else
                            f"no images for more than {th.window_s:g} s"))
         elif th.no_input_timeout_s > 0 and now - last_in > th.no_input_timeout_s:
-            checks.append((WARN, f"no images for {now - last_in:.1f} s"))
+            checks.append((WARN, now, f"no images for {now - last_in:.1f} s"))
         else:
             if th.input_rate_error_hz > 0 and in_rate < th.input_rate_error_hz:
-                checks.append((ERROR, f"input rate {in_rate:.1f} Hz < {th.input_rate_error_hz:g} Hz"))
+                checks.append((ERROR, now, f"input rate {in_rate:.1f} Hz < {th.input_rate_error_hz:g} Hz"))
             elif th.input_rate_warn_hz > 0 and in_rate < th.input_rate_warn_hz:
-                checks.append((WARN, f"input rate {in_rate:.1f} Hz < {th.input_rate_warn_hz:g} Hz"))
+                checks.append((WARN, now, f"input rate {in_rate:.1f} Hz < {th.input_rate_warn_hz:g} Hz"))
         if th.drop_ratio_error > 0 and drop_ratio >= th.drop_ratio_error and n_drop:
-            checks.append((ERROR, f"dropping {100 * drop_ratio:.0f}% of frames"))
+            checks.append((ERROR, now, f"dropping {100 * drop_ratio:.0f}% of frames"))
         elif th.drop_ratio_warn > 0 and drop_ratio >= th.drop_ratio_warn and n_drop:
-            checks.append((WARN, f"dropping {100 * drop_ratio:.0f}% of frames"))
-        for cause, (_, message, _count) in errors.items():
+            checks.append((WARN, now, f"dropping {100 * drop_ratio:.0f}% of frames"))
+        for cause, (t, message, count) in errors.items():
             if not cause.startswith("pipeline"):
-                checks.append((ERROR, f"{cause}: {message}"))
-        if checks:
-            level = max(c[0] for c in checks)
-            msg = "; ".join(c[1] for c in checks if c[0] == level)
+                checks.append((ERROR, t, f"{cause} ({count}x): {message}"))
+        level, msg = _summary(checks)
+        msg = msg or "receiving images"
         values = {
             "input_rate_hz": f"{in_rate:.2f}", "received_total": str(totals["received"]),
             "dropped_total": str(totals["dropped"]), "dropped_in_window": str(n_drop),
@@ -166,22 +175,21 @@ class Health:
         p99 = _percentile(lat, 99)
         checks = []
         if th.latency_error_ms > 0 and lat and p99 > th.latency_error_ms:
-            checks.append((ERROR, f"p99 latency {p99:.0f} ms > {th.latency_error_ms:g} ms"))
+            checks.append((ERROR, now, f"p99 latency {p99:.0f} ms > {th.latency_error_ms:g} ms"))
         elif th.latency_warn_ms > 0 and lat and p99 > th.latency_warn_ms:
-            checks.append((WARN, f"p99 latency {p99:.0f} ms > {th.latency_warn_ms:g} ms"))
-        pipe_errors = {c: e for c, e in errors.items() if c.startswith("pipeline")}
-        for cause, (_, message, _count) in pipe_errors.items():
-            checks.append((ERROR, f"{cause}: {message}"))
-        level, msg = OK, (f"{out_rate:.1f} Hz, {faces} face(s)" if lat else "idle")
-        if checks:
-            level = max(c[0] for c in checks)
-            msg = "; ".join(c[1] for c in checks if c[0] == level)
+            checks.append((WARN, now, f"p99 latency {p99:.0f} ms > {th.latency_warn_ms:g} ms"))
+        for cause, (t, message, count) in errors.items():
+            if cause.startswith("pipeline"):
+                checks.append((ERROR, t, f"{cause} ({count}x): {message}"))
+        level, msg = _summary(checks)
+        msg = msg or (f"{out_rate:.1f} Hz, {faces} face(s)" if lat else "idle")
         values = {
             "output_rate_hz": f"{out_rate:.2f}", "processed_total": str(totals["processed"]),
             "faces": str(faces), "latency_p50_ms": f"{_percentile(lat, 50):.1f}", "latency_p99_ms": f"{p99:.1f}",
         }
         for stage, v in sorted(stages.items()):
-            values[f"stage.{stage}_ms_p50"] = f"{_percentile(v, 50):.1f}"
+            if v:  # a stage with no sample in the window (hands not run lately) is left out, not "nan"
+                values[f"stage.{stage}_ms_p50"] = f"{_percentile(v, 50):.1f}"
         values.update(self.extra)
         return [input_status, self._status(f"{self.name}: processing", level, msg, values)]
 

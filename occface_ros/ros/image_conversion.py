@@ -6,6 +6,10 @@ step, data), so rosbags messages convert too. Every problem raises `ImageConvers
 """
 from __future__ import annotations
 
+import logging
+import threading
+import time
+
 import numpy as np
 
 try:  # optional: only on machines with system ROS
@@ -26,6 +30,23 @@ ENCODINGS: dict[str, tuple[int, type]] = {
     "16UC1": (1, np.uint16),
 }
 SUPPORTED_ENCODINGS = tuple(ENCODINGS)
+FALLBACK_LOG_PERIOD_S = 10.0  # a cv_bridge failure can repeat on every frame: one line per cause this often
+
+_log = logging.getLogger(__name__)
+_fallback_logged_at: dict[str, float] = {}  # cause -> monotonic time of its last log line
+_fallback_lock = threading.Lock()
+
+
+def _log_cv_bridge_fallback(exc: Exception, encoding: str) -> None:
+    cause = type(exc).__name__
+    now = time.monotonic()
+    with _fallback_lock:
+        last = _fallback_logged_at.get(cause)
+        if last is not None and now - last < FALLBACK_LOG_PERIOD_S:
+            return
+        _fallback_logged_at[cause] = now
+    _log.warning("cv_bridge could not convert a %s image (%s: %s): converted with numpy instead "
+                 "(logged at most every %g s)", encoding, cause, exc, FALLBACK_LOG_PERIOD_S)
 
 
 class ImageConversionError(ValueError):
@@ -107,8 +128,8 @@ def image_msg_to_bgr8(msg, use_cv_bridge: bool = True) -> np.ndarray:
         try:
             out = _CvBridge().imgmsg_to_cv2(msg, desired_encoding="bgr8")
             return np.ascontiguousarray(out)
-        except Exception:  # noqa: BLE001 - fall back to numpy on any cv_bridge problem
-            pass
+        except Exception as exc:  # noqa: BLE001 - fall back to numpy on any cv_bridge problem, with a line
+            _log_cv_bridge_fallback(exc, msg.encoding)
     return np.ascontiguousarray(_to_bgr8_numpy(msg))
 
 

@@ -1,9 +1,12 @@
 """Loopback-only DDS for `occface bench-ros` and the ROS tests.
 
-Loopback only: ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST, a random ROS_DOMAIN_ID and a Fast DDS
-profile whose only transports are UDPv4 on 127.0.0.1 (discovery and small data; 4 MiB socket
-buffers) and shared memory (host-local, no network interface; what carries the images between
-processes: best-effort 1 MB images as ~15 UDP fragments are easily lost).
+By default: ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST and a Fast DDS profile whose only transports
+are UDPv4 on 127.0.0.1 (discovery and small data; 4 MiB socket buffers) and shared memory
+(host-local, no network interface; what carries the images between processes: best-effort 1 MB
+images as ~15 UDP fragments are easily lost). The caller's environment is honoured: its
+ROS_DOMAIN_ID (else a random one; the tests ask for a random one each), its
+ROS_AUTOMATIC_DISCOVERY_RANGE (a range other than LOCALHOST also drops the loopback-only profile:
+the caller asked for the network) and its RMW_IMPLEMENTATION. ROS_LOCALHOST_ONLY is left as it is.
 """
 from __future__ import annotations
 
@@ -48,20 +51,38 @@ def random_domain_id() -> int:
     return random.SystemRandom().randint(1, 101)  # not the global generator: test runners reseed it
 
 
-def loopback_env(domain_id: int | None = None, folder: str | Path | None = None, apply: bool = True) -> dict[str, str]:
-    """Environment variables that keep DDS on 127.0.0.1 in a (random) domain; also set in os.environ
-    unless `apply` is False. Set them before the process's first rclpy context: Fast DDS reads its
-    profile once per process."""
-    folder = Path(folder or tempfile.mkdtemp(prefix="occface_dds."))
-    profile = folder / "fastdds_loopback.xml"
-    profile.write_text(FASTDDS_LOOPBACK_XML)
+DISCOVERY_RANGES = ("SUBNET", "LOCALHOST", "OFF", "SYSTEM_DEFAULT")  # rcl's values
+
+
+class LoopbackEnvError(ValueError):
+    """The caller's ROS environment has a value that DDS would reject or misread."""
+
+
+def loopback_env(domain_id: int | None = None, folder: str | Path | None = None, apply: bool = True,
+                 environ: dict[str, str] | None = None) -> dict[str, str]:
+    """Environment variables for DDS on 127.0.0.1, honouring `environ` (default os.environ) as the
+    module docstring says; `domain_id` overrides the environment's. Also set in os.environ unless
+    `apply` is False. Set them before the process's first rclpy context: Fast DDS reads its profile
+    once per process."""
+    environ = os.environ if environ is None else environ
+    if domain_id is None and environ.get("ROS_DOMAIN_ID", "").strip():
+        text = environ["ROS_DOMAIN_ID"].strip()
+        if not text.isdigit() or not 0 <= int(text) <= 232:
+            raise LoopbackEnvError(f"ROS_DOMAIN_ID={text!r} is not a domain id (0..232)")
+        domain_id = int(text)
+    discovery = environ.get("ROS_AUTOMATIC_DISCOVERY_RANGE", "").strip().upper() or "LOCALHOST"
+    if discovery not in DISCOVERY_RANGES:
+        raise LoopbackEnvError(f"ROS_AUTOMATIC_DISCOVERY_RANGE={discovery!r} is not one of {', '.join(DISCOVERY_RANGES)}")
     env = {
         "ROS_DOMAIN_ID": str(domain_id if domain_id is not None else random_domain_id()),
-        "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST",
-        "ROS_LOCALHOST_ONLY": "0",  # deprecated in Kilted; the range above replaces it
-        "FASTDDS_DEFAULT_PROFILES_FILE": str(profile),
-        "RMW_IMPLEMENTATION": "rmw_fastrtps_cpp",
+        "ROS_AUTOMATIC_DISCOVERY_RANGE": discovery,
+        "RMW_IMPLEMENTATION": environ.get("RMW_IMPLEMENTATION", "").strip() or "rmw_fastrtps_cpp",
     }
+    if discovery == "LOCALHOST":
+        folder = Path(folder or tempfile.mkdtemp(prefix="occface_dds."))
+        profile = folder / "fastdds_loopback.xml"
+        profile.write_text(FASTDDS_LOOPBACK_XML)
+        env["FASTDDS_DEFAULT_PROFILES_FILE"] = str(profile)
     if apply:
         os.environ.update(env)
     return env
