@@ -265,7 +265,7 @@ def train_landmarks(cfg: LandmarkTrainConfig, faces: list[TeacherFace], run_dir:
             torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
             opt.step()
             step += 1
-            for k, v in {"loss": float(loss), **parts}.items():
+            for k, v in {"loss": float(loss.detach()), **parts}.items():
                 running[k] = v if k not in running else 0.95 * running[k] + 0.05 * v
             bar.update(1)
             bar.set_postfix(loss=f"{running['loss']:.4f}", xy=f"{running['xy']:.4f}")
