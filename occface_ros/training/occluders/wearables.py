@@ -1,11 +1,11 @@
 """Worn occluders: face masks (insightface textures and procedural), glasses, sunglasses, scarves, hair."""
 from __future__ import annotations
 
-import functools
 
 import cv2
 import numpy as np
 
+from ...app.samples import mask_texture
 from .common import (HAIR_BGR, SHIFT_BITS, Canvas, Face, as_alpha, chaikin, const, ellipse_points, fill_polys, grain,
                      mask_u8, pattern_colour, pick, planar, random_colour, rotate, smooth_noise, to_fixed)
 
@@ -14,18 +14,6 @@ MASK_VARIANTS = ("texture", "surgical", "n95", "cloth")
 MASK_VARIANT_WEIGHTS = np.array([0.4, 0.25, 0.15, 0.2])
 SURGICAL_BGR = np.array([[225, 200, 150], [220, 170, 90], [238, 238, 235], [170, 200, 150], [195, 180, 235],
                          [45, 45, 48], [160, 160, 160]], np.float32)
-
-
-@functools.cache
-def mask_texture_bgr(colour: str) -> np.ndarray:
-    """insightface's flat `mask_<colour>.jpg` (BGR uint8), read once."""
-    from ...app.samples import sample_path
-
-    image = cv2.imread(str(sample_path("insightface", f"mask_{colour}.jpg")), cv2.IMREAD_COLOR)
-    if image is None:
-        raise RuntimeError(f"cannot read mask_{colour}.jpg from the insightface samples (occface fetch-samples)")
-    image.setflags(write=False)
-    return image
 
 
 def _lookup(table: np.ndarray, x01: np.ndarray) -> np.ndarray:
@@ -111,7 +99,7 @@ def draw_mask(face: Face, rng: np.random.Generator, variant: str | None = None) 
     name = variant
     if variant == "texture":
         colour_name = MASK_TEXTURE_COLOURS[int(rng.integers(0, 4))]
-        tex = mask_texture_bgr(colour_name)
+        tex = mask_texture(colour_name)
         th, tw = tex.shape[:2]
         m0, m1 = rng.uniform(0.01, 0.05, 2)
         uu = uc if rng.random() < 0.5 else 1.0 - uc
