@@ -13,6 +13,7 @@ command, config, data manifest digest, figures); all written atomically.
 """
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -21,7 +22,6 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 import yaml
@@ -30,9 +30,6 @@ from ..landmarks.correspondence import landmarks68_from_mp468, load_corresponden
 from ..landmarks.occnet import OccLandmarkNet, build_occnet
 from ..paths import atomic_write_bytes
 from .samples import INPUT_SIZE, SampleConfig, SampleEngine, TeacherFace, collate, validation_identity
-
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "config" / "training"
-
 
 @dataclass
 class LandmarkTrainConfig:
@@ -143,9 +140,8 @@ def evaluate(net, val: dict, occluded: torch.Tensor) -> dict[str, float]:
     return figures
 
 
-def _write_checkpoint(path: Path, state: dict) -> None:
-    import io
-
+def _save_atomic(path: Path, state: dict) -> None:
+    """torch.save to `path` without ever leaving a half-written file."""
     buffer = io.BytesIO()
     torch.save(state, buffer)
     atomic_write_bytes(path, buffer.getvalue())
@@ -240,7 +236,7 @@ def train_landmarks(cfg: LandmarkTrainConfig, faces: list[TeacherFace], run_dir:
         return cfg.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, (s - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps))))
 
     def save() -> None:
-        _write_checkpoint(ckpt_path, {"model": net.state_dict(), "optimizer": opt.state_dict(), "step": step,
+        _save_atomic(ckpt_path, {"model": net.state_dict(), "optimizer": opt.state_dict(), "step": step,
                                       "history": history, "config": asdict(cfg)})
         (run / "history.json").write_text(json.dumps(history, indent=1))
         _plot(history, run / "curves.png")
@@ -293,14 +289,10 @@ def train_landmarks(cfg: LandmarkTrainConfig, faces: list[TeacherFace], run_dir:
     figures = evaluate(net, val, val_occluded)
     elapsed = time.perf_counter() - started
     weights = run / "occnet_landmarks.pt"
-    import io
-
-    buffer = io.BytesIO()
-    torch.save({k: v.detach().cpu() for k, v in net.state_dict().items()}, buffer)
     record = {**(provenance or {}), "steps": step, "config": asdict(cfg), "validation": figures,
               "validation_facemesh": history["facemesh"], "train_faces": len(train_faces),
               "val_faces": len(val_faces), "seconds_this_session": round(elapsed, 1),
               "device": str(dev), "torch": torch.__version__}
-    atomic_write_bytes(weights, buffer.getvalue())
+    _save_atomic(weights, {k: v.detach().cpu() for k, v in net.state_dict().items()})
     atomic_write_bytes(weights.with_suffix(".json"), json.dumps(record, indent=1).encode())
     return TrainResult(weights, step, figures, history["facemesh"])
