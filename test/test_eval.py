@@ -223,3 +223,26 @@ def test_eval_quick_end_to_end(tmp_path):
     assert examples is not None and examples.shape[1] == 5 * 200 and examples.shape[0] > 24 + 4 * 200
     plots = cv2.imread(str(out / "metrics.png"))
     assert plots is not None and min(plots.shape[:2]) > 300
+
+
+def test_yaw_bins_of_a_wide_sweep():
+    """The yaw sweep reaches every bin, and the frontal bin is measured (the pipeline finds the face)."""
+    import dataclasses
+
+    from occface_ros.config import load_config
+    from occface_ros.evaluation.progress import Progress
+    from occface_ros.evaluation.reference_column import Reference
+    from occface_ros.evaluation.settings import QUICK
+    from occface_ros.evaluation.synthetic_eval import YAW_BINS_DEG, evaluate_yaw_bins
+    from occface_ros.pipeline import FacePipeline
+
+    settings = dataclasses.replace(QUICK, yaw_sweep_frames=12)
+    pipeline = FacePipeline(load_config(overrides={"occlusion": {"enabled": False}}))
+    out = evaluate_yaw_bins(pipeline, Reference(False), settings, Progress(24, False))
+    assert [tuple(b["yaw_deg"]) for b in out["bins"]] == list(YAW_BINS_DEG)
+    assert sum(b["frames"] for b in out["bins"]) == 12 and all(b["frames"] > 0 for b in out["bins"])
+    frontal = out["bins"][0]
+    assert frontal["ours_nme_clean"] is not None and 0.0 < frontal["ours_nme_clean"] < 0.2
+    assert frontal["mediapipe_nme_clean"] is None  # no reference asked for
+    assert dataclasses.replace(settings, yaw_sweep_frames=0).yaw_sweep_frames == 0
+    assert evaluate_yaw_bins(pipeline, Reference(False), QUICK, Progress(0, False)) is None

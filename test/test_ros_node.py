@@ -177,7 +177,9 @@ def test_every_output_carries_the_input_header(rig, photo):
     assert rig.col.wait_for(lambda m: any(t.header.stamp == header.stamp for x, _ in m["/tf"] for t in x.transforms),
                             5)
     tfs = [t for x in rig.msgs("/tf") for t in x.transforms if t.header.stamp == header.stamp]
-    assert [(t.header.frame_id, t.child_frame_id) for t in tfs] == [("cam0_optical", face.tf_frame)]
+    own = [(t.header.frame_id, t.child_frame_id) for t in tfs if t.child_frame_id == face.tf_frame]
+    assert own == [("cam0_optical", face.tf_frame)]  # the node's frame; REP-155's face_f<id>/gaze_f<id> beside it
+    assert {t.child_frame_id for t in tfs} - {face.tf_frame} <= {f"face_f{face.track_id}", f"gaze_f{face.track_id}"}
 
 
 @pytest.mark.parametrize("encoding", ["bgr8", "bgra8", "rgba8", "mono8", "mono16"])

@@ -188,3 +188,160 @@ def test_shipped_network_in_the_pipeline_sees_what_an_occluder_hides(annotated_p
         hidden[kind] = (1 - visible[eyes].mean(), 1 - visible[mouth].mean())
     assert hidden["sunglasses"][0] > hidden["sunglasses"][1] + 0.3, hidden
     assert hidden["mask_blue"][1] > hidden["mask_blue"][0] + 0.3, hidden
+
+
+@pytest.fixture(scope="module")
+def heads(teacher):
+    from occface_ros.config import load_config
+    from occface_ros.pipeline import FacePipeline
+    from occface_ros.training.heads import HeadRenderer
+
+    pipeline = FacePipeline(load_config(overrides={"occlusion": {"enabled": False}}))
+    renderer = HeadRenderer.from_faces(pipeline, teacher, count=2, progress=False)
+    assert len(renderer.textures) == 2
+    return renderer
+
+
+def test_rendered_heads_carry_exact_labels_and_self_occlusion(heads):
+    from occface_ros.training.heads import RENDER_SIZE
+
+    magenta = np.zeros((RENDER_SIZE, RENDER_SIZE, 3), np.uint8)
+    magenta[:] = (255, 0, 255)
+    a = heads.render(np.random.default_rng(4), magenta, pose_deg=(0.0, 0.0, 0.0))
+    b = heads.render(np.random.default_rng(4), magenta, pose_deg=(0.0, 0.0, 0.0))
+    assert np.array_equal(a.image_bgr, b.image_bgr) and np.array_equal(a.landmarks468, b.landmarks468)
+    xy = np.round(a.landmarks468[:, :2]).astype(int)
+    assert ((xy >= 0) & (xy < RENDER_SIZE)).all()
+    on_face = (a.image_bgr[xy[:, 1], xy[:, 0]] != (255, 0, 255)).any(1)
+    assert on_face.mean() > 0.97  # every label lands on the rendered head, not the background
+    assert a.self_visible468.mean() > 0.9  # frontal: almost nothing hides behind the head
+    cx, cy, side, angle = a.roi
+    assert abs(angle) < 0.05 and 0.5 * RENDER_SIZE < side < 0.9 * RENDER_SIZE
+    turned = heads.render(np.random.default_rng(4), magenta, pose_deg=(65.0, 0.0, 0.0))
+    assert 0.4 < turned.self_visible468.mean() < 0.85  # the far cheek hides behind the nose and face
+    # the hidden points are on one side of the face: the far one
+    x_hidden = turned.landmarks468[~turned.self_visible468, 0].mean()
+    x_seen = turned.landmarks468[turned.self_visible468, 0].mean()
+    assert abs(x_hidden - x_seen) > 5
+
+
+def test_engine_mixes_rendered_heads_with_their_own_label_weights(teacher, heads):
+    from occface_ros.training.landmarks import LandmarkTrainConfig, point_weights
+    from occface_ros.training.samples import SampleConfig, SampleEngine, collate
+
+    engine = SampleEngine(teacher, SampleConfig(seed=2, negative_fraction=0.0, render_fraction=0.5), heads)
+    samples = [engine.sample(i) for i in range(12)]
+    sources = {s.source for s in samples}
+    assert sources == {"render", "composite"}
+    batch = collate(samples)
+    rendered = torch.tensor([s.source == "render" for s in samples])
+    assert (batch["depth_weight"][rendered] == 0).all() and (batch["depth_weight"][~rendered] == 1).all()
+    assert (batch["landmark_weight468"][~rendered] == 1).all()
+    assert np.array_equal(engine.sample(5).image, samples[5].image)
+    weights = point_weights(batch, LandmarkTrainConfig(loss_ibug68=1.0))
+    plain = point_weights(batch, LandmarkTrainConfig(loss_ibug68=0.0))
+    ratio = (weights / plain)[0]
+    assert set(torch.unique(ratio).tolist()) == {1.0, 2.0} and int((ratio == 2).sum()) >= 68
+
+
+def test_training_can_start_from_given_weights(teacher, tmp_path):
+    import hashlib
+
+    from occface_ros.landmarks.occnet import DEFAULT_WEIGHTS
+    from occface_ros.training.landmarks import train_landmarks
+
+    cfg = _tiny_config(1)
+    cfg.init_weights = str(DEFAULT_WEIGHTS)
+    cfg.lr = 0.0  # no update: the result is the initial network
+    result = train_landmarks(cfg, teacher, tmp_path / "run", progress=False)
+    record = json.loads(result.weights.with_suffix(".json").read_text())
+    assert record["init_weights_sha256"] == hashlib.sha256(DEFAULT_WEIGHTS.read_bytes()).hexdigest()
+    start = torch.load(DEFAULT_WEIGHTS, weights_only=True)
+    end = torch.load(result.weights, weights_only=True)
+    assert all(torch.equal(start[k], end[k]) for k in start)
+
+
+def test_parsing_labels_mark_occluders_and_the_visible_face(teacher, heads):
+    from occface_ros.core.labels import BACKGROUND, FACE_LABELS, OCCLUDER
+    from occface_ros.training.samples import SampleConfig, SampleEngine
+
+    engine = SampleEngine(teacher, SampleConfig(seed=6, negative_fraction=0.1, parsing_labels=True,
+                                                render_fraction=0.5), heads)
+    seen = set()
+    for i in range(16):
+        s = engine.sample(i)
+        seen.add(s.source)
+        assert s.parsing.shape == (192, 192) and s.parsing.dtype == np.uint8
+        assert np.array_equal(s.parsing == OCCLUDER, s.occluder_alpha >= 0.5)
+        if s.presence == 0:
+            assert set(np.unique(s.parsing)) <= {BACKGROUND, OCCLUDER}
+            continue
+        face = np.isin(s.parsing, FACE_LABELS)
+        assert (face | (s.parsing == OCCLUDER)).sum() > 0.1 * 192 * 192  # the face (shown or covered) fills the crop
+        # the nose tip (FaceMesh point 1), when no occluder covers it, is labelled as part of the face
+        x, y = np.clip(np.round(s.landmarks468[1, :2]).astype(int), 0, 191)
+        if s.occluder_alpha[y, x] < 0.5:
+            assert s.parsing[y, x] in FACE_LABELS
+    assert {"render", "composite"} <= seen
+
+
+def test_a_few_parser_steps_learn_and_the_weights_load_at_their_size(teacher, tmp_path):
+    from occface_ros.occlusion.parser import load_parser
+    from occface_ros.training.parser import ParserTrainConfig, ParsingCollate, train_parser
+    from occface_ros.training.samples import SampleConfig, SampleEngine
+    from occface_ros.occlusion.parser import ParsingUNet
+
+    torch.manual_seed(0)
+    engine = SampleEngine(teacher, SampleConfig(seed=1, parsing_labels=True))
+    batch = ParsingCollate(64)([engine.sample(i) for i in range(8)])
+    net = ParsingUNet(4, input_size=64).train()
+    opt = torch.optim.AdamW(net.parameters(), lr=1e-2)
+    losses = []
+    for _ in range(25):
+        loss = torch.nn.functional.cross_entropy(net(batch["image"]), batch["parsing"])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    assert losses[-1] < 0.6 * losses[0], losses
+
+    cfg = ParserTrainConfig(steps=2, batch_size=4, warmup_steps=1, val_samples=8, val_every=2, checkpoint_every=2,
+                            workers=0, val_identity_fraction=0.4, seed=5, input_size=64, base_channels=4)
+    result = train_parser(cfg, teacher, tmp_path / "run", progress=False, provenance={"photo_manifest_sha256": "y"})
+    record = json.loads(result.weights.with_suffix(".json").read_text())
+    assert record["photo_manifest_sha256"] == "y" and 0.0 <= record["validation"]["face_f1"] <= 1.0
+    assert (tmp_path / "run" / "curves.png").stat().st_size > 1000
+    loaded = load_parser(result.weights)
+    assert loaded.input_size == 64 and loaded.head.out_channels == 12
+
+
+def test_a_public_dataset_folder_adds_human_labelled_faces(teacher, tmp_path):
+    """A 300-W style folder (a `train` photo + a .pts file) becomes teacher faces whose samples carry
+    the human 68 points, and the loss has a term for them."""
+    import cv2
+
+    from occface_ros.landmarks.correspondence import landmarks68_from_mp468
+    from occface_ros.training.datasets import load_landmark_dataset
+    from occface_ros.training.landmarks import LandmarkTrainConfig, landmark_loss
+    from occface_ros.landmarks.occnet import build_occnet
+    from occface_ros.training.samples import SampleConfig, SampleEngine, annotated_teacher_faces, collate
+
+    face = teacher[0]
+    human68 = landmarks68_from_mp468(face.landmarks468[:, :2]) + np.array([1.5, -1.0])  # an annotator's offset
+    cv2.imwrite(str(tmp_path / "person.png"), face.image_bgr)
+    (tmp_path / "person.pts").write_text("version: 1\nn_points: 68\n{\n"
+                                         + "".join(f"{x + 1:.3f} {y + 1:.3f}\n" for x, y in human68) + "}\n")
+    annotated = load_landmark_dataset(tmp_path)
+    assert len(annotated) == 1 and annotated[0].source == "300w"
+    faces, left_out = annotated_teacher_faces(annotated, progress=False)
+    assert left_out == 0 and len(faces) == 1
+    assert np.allclose(faces[0].landmarks68_label, human68, atol=1e-3)
+    engine = SampleEngine(faces, SampleConfig(seed=0, negative_fraction=0.0))
+    samples = [engine.sample(i) for i in range(4)]
+    assert all(s.landmarks68 is not None and s.landmarks68.shape == (68, 2) for s in samples)
+    # the human points move with the crop as the teacher's do
+    teacher68 = landmarks68_from_mp468(samples[0].landmarks468[:, :2])
+    assert np.abs(samples[0].landmarks68 - teacher68).mean() < 6.0
+    batch = collate(samples)
+    _, parts = landmark_loss(build_occnet()(batch["image"]), batch, LandmarkTrainConfig())
+    assert parts["human68"] > 0

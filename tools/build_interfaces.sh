@@ -5,7 +5,8 @@
 #   tools/build_interfaces.sh [VENV]        (default: .venv)
 #
 # Also builds msg/tf2_msgs_vendor (tf2_msgs/TFMessage only, for /tf) when the venv cannot import a
-# tf2_msgs of its own: tf2_msgs is not published on PyPI. On a machine with system ROS use colcon
+# tf2_msgs of its own, and msg/hri_msgs_vendor (the REP-155 face messages of hri_msgs) when it cannot
+# import an hri_msgs: neither is published on PyPI. On a machine with system ROS use colcon
 # instead (docs/ros.md); this script is for the wheel venv.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -45,10 +46,16 @@ if ! "$PY" -c "import tf2_msgs.msg" 2>/dev/null || [ -f "$BUILD/tf2_msgs_vendor.
   build_pkg "$ROOT/msg/tf2_msgs_vendor" tf2_msgs
   touch "$BUILD/tf2_msgs_vendor.installed"
 fi
+if ! "$PY" -c "import hri_msgs.msg" 2>/dev/null || [ -f "$BUILD/hri_msgs_vendor.installed" ]; then
+  build_pkg "$ROOT/msg/hri_msgs_vendor" hri_msgs  # same rule as tf2_msgs
+  touch "$BUILD/hri_msgs_vendor.installed"
+fi
 build_pkg "$ROOT/msg/occface_msgs" occface_msgs
 
 "$PY" -c "
 from occface_msgs.msg import Face, FaceArray
 from tf2_msgs.msg import TFMessage
-print('build_interfaces: ok (occface_msgs.msg.Face, FaceArray; tf2_msgs.msg.TFMessage)')
+from hri_msgs.msg import FacialLandmarks, IdsList, NormalizedPointOfInterest2D, NormalizedRegionOfInterest2D
+print('build_interfaces: ok (occface_msgs.msg.Face, FaceArray; tf2_msgs.msg.TFMessage; '
+      'hri_msgs.msg.IdsList, NormalizedRegionOfInterest2D, NormalizedPointOfInterest2D, FacialLandmarks)')
 "

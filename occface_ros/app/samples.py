@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -230,11 +231,25 @@ def fetch_samples(force: bool = False) -> Path:
 
 
 def read_pts(path: Path) -> np.ndarray:
-    """iBUG .pts -> (N, 2) 0-based (x, y)."""
-    text = Path(path).read_text()
-    body = text[text.index("{") + 1 : text.index("}")]
-    pts = np.array([[float(v) for v in line.split()] for line in body.strip().splitlines()])
-    return pts - 1.0
+    """An iBUG .pts file (`version: 1`, `n_points: N`, `{ x y ... }`, 1-based) -> (N, 2) 0-based (x, y).
+    ValueError naming the file when it is unreadable or malformed."""
+    try:
+        text = Path(path).read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"cannot read {path}: {exc}") from None
+    header = re.search(r"n_points\s*:\s*(\d+)", text)
+    if header is None or "{" not in text or "}" not in text:
+        raise ValueError(f"{path} is not an iBUG .pts file (needs 'n_points: N' and '{{ ... }}')")
+    body = text[text.index("{") + 1: text.rindex("}")]
+    try:
+        rows = [[float(v) for v in line.split()] for line in body.strip().splitlines() if line.strip()]
+    except ValueError:
+        raise ValueError(f"{path}: a point line is not two numbers") from None
+    if any(len(r) != 2 for r in rows):
+        raise ValueError(f"{path}: a point line is not two numbers")
+    if len(rows) != int(header.group(1)):
+        raise ValueError(f"{path}: n_points says {header.group(1)} but the file lists {len(rows)} points")
+    return np.array(rows, dtype=np.float64).reshape(-1, 2) - 1.0
 
 
 def read_ljson(path: Path) -> np.ndarray:

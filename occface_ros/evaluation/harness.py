@@ -24,7 +24,7 @@ from .reference_column import Reference
 from .report import json_clean, write_report
 from .settings import FULL, QUICK, EvalSettings
 from .summary import build_targets, missed_summary, per_occluder_summary
-from .synthetic_eval import evaluate_synthetic
+from .synthetic_eval import evaluate_synthetic, evaluate_yaw_bins
 
 
 def eval_config(config_path=None, device: str | None = None, occlusion: bool = True) -> tuple[dict, str]:
@@ -64,7 +64,7 @@ def run_evaluation(output_dir, quick: bool = False, config_path=None, with_refer
     pipeline = FacePipeline(for_files(cfg))
     reference = Reference(with_reference)
     total = (len(settings.photos) * (1 + len(settings.occluders))
-             + len(settings.jitter_photos) * (1 + 2 * settings.jitter_frames) + 2 * settings.synthetic_frames)
+             + len(settings.jitter_photos) * (1 + 2 * settings.jitter_frames) + 2 * settings.synthetic_frames + 2 * settings.yaw_sweep_frames)
     bar = Progress(total, progress)
     TIMING.samples.clear()
     try:
@@ -73,6 +73,7 @@ def run_evaluation(output_dir, quick: bool = False, config_path=None, with_refer
         jitter = evaluate_jitter(pipeline, reference, settings, bar)
         synthetic, syn_examples, syn_note = evaluate_synthetic(pipeline, reference, settings, bar,
                                                                1 if quick else 2, mask_expected)
+        yaw_bins = evaluate_yaw_bins(pipeline, reference, settings, bar)
     finally:
         bar.close()
     examples += syn_examples
@@ -94,6 +95,7 @@ def run_evaluation(output_dir, quick: bool = False, config_path=None, with_refer
         "jitter": jitter,
         "synthetic": synthetic,
         "synthetic_note": syn_note,
+        "synthetic_yaw_bins": yaw_bins,
         "notes": notes,
         "timing": TIMING.summary(),
         "elapsed_s": time.perf_counter() - start,

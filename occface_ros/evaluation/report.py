@@ -115,6 +115,18 @@ def write_report(path: Path, data: dict) -> None:
                  f"{fmt(o['pose_change_deg_max'], 2)} deg. Mask F1 {fmt(o['mask_f1_mean'])}, IoU "
                  f"{fmt(o['mask_iou_mean'])}; landmark visibility accuracy {fmt(o['landmark_visibility_accuracy'])}."
                  "\n")
+    yb = data.get("synthetic_yaw_bins")
+    if yb:
+        L.append(f"### NME by yaw ({yb['frames']} rendered frames, yaw sweep +-{yb['amplitude_deg']:.0f} deg)\n")
+        L.append("| abs(yaw) deg | frames | ours clean | ours occluded | MP clean | MP occluded | missed ours / MP |")
+        L.append("|---|---|---|---|---|---|---|")
+        for b in yb["bins"]:
+            missed = (f"{fmt(b['ours_missed_clean'])}+{fmt(b['ours_missed_occluded'])} / "
+                      f"{fmt(b['mediapipe_missed_clean'])}+{fmt(b['mediapipe_missed_occluded'])}")
+            L.append(f"| {b['yaw_deg'][0]:.0f}-{b['yaw_deg'][1]:.0f} | {b['frames']} | {fmt(b['ours_nme_clean'], 4)} | "
+                     f"{fmt(b['ours_nme_occluded'], 4)} | {fmt(b['mediapipe_nme_clean'], 4)} | "
+                     f"{fmt(b['mediapipe_nme_occluded'], 4)} | {missed} |")
+        L.append("")
     if data.get("timing"):
         L.append("## Time per frame (ms, mean; this machine, see `device`)\n")
         stages = sorted({k for b in data["timing"].values() for k in b["mean_ms"]},

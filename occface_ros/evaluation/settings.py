@@ -27,6 +27,7 @@ class EvalSettings:
     synthetic_frames: int
     synthetic_size: tuple[int, int]  # (width, height)
     synthetic_period: int  # frames per motion cycle (quick: the first frames of a full cycle)
+    yaw_sweep_frames: int = 0  # a second rendered sequence, yaw +-75 deg, for NME by yaw bin (0: skipped)
     fps: float = 30.0
     seed: int = 0
 
@@ -36,7 +37,7 @@ FULL = EvalSettings(
     occluders=OCCLUDER_KINDS,
     jitter_photos=("astronaut", "lenna"),
     jitter_frames=90, jitter_warmup=30, jitter_noise_sigma=2.0,
-    synthetic_frames=60, synthetic_size=(640, 480), synthetic_period=60,
+    synthetic_frames=60, synthetic_size=(640, 480), synthetic_period=60, yaw_sweep_frames=60,
 )
 QUICK = EvalSettings(
     photos=("lenna", "astronaut"),

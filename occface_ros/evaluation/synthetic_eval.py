@@ -13,6 +13,71 @@ from .settings import EvalSettings
 from .summary import mean_defined
 
 
+YAW_BINS_DEG = ((0.0, 30.0), (30.0, 60.0), (60.0, 75.0))
+
+
+def _run_sequence(pipeline, seq, settings: EvalSettings, progress: Progress, stage: str):
+    """Clean then occluded frames through the pipeline as two videos -> (FrameResults by version,
+    per-frame NME and pose error by version; None where the face was missed)."""
+    per = {name: {"nme": [], "pose_error_deg": []} for name in ("clean", "occluded")}
+    results = {}
+    for name, frames in (("clean", seq.clean_bgr), ("occluded", seq.frames_bgr)):
+        pipeline.reset()
+        res_list = []
+        for i, f in enumerate(frames):
+            res = TIMING.process(pipeline, f, i / settings.fps, WARM)
+            progress.step(stage=f"{stage} {name}")
+            res_list.append(res)
+            face = match_face(res.faces, seq.landmarks68[i])
+            per[name]["nme"].append(M.nme(face.landmarks68, seq.landmarks68[i]) if face else None)
+            per[name]["pose_error_deg"].append(M.rotation_geodesic_deg(face.rotation, seq.rotation[i])
+                                               if face else None)
+        results[name] = res_list
+    return results, per
+
+
+def _reference_nme(reference: Reference, seq) -> dict | None:
+    """MediaPipe's per-frame NME on the clean and occluded frames (None: no reference)."""
+    n = len(seq.frames_bgr)
+    ref68 = reference.landmarks68(list(seq.clean_bgr) + list(seq.frames_bgr))
+    if ref68 is None:
+        return None
+    ref = {}
+    for name, offset in (("clean", 0), ("occluded", n)):
+        vals = []
+        for i in range(n):
+            lm = match_landmarks(ref68[offset + i], seq.landmarks68[i])
+            vals.append(M.nme(lm, seq.landmarks68[i]) if lm is not None else None)
+        ref[name] = vals
+    return ref
+
+
+def evaluate_yaw_bins(pipeline, reference: Reference, settings: EvalSettings, progress: Progress) -> dict | None:
+    """A second rendered sequence sweeping yaw +-75 deg: NME by |yaw| bin, ours and MediaPipe, clean
+    and occluded (frames where a run missed the face are counted as missed, not in the mean)."""
+    if settings.yaw_sweep_frames <= 0:
+        return None
+    from .synthetic import make_sequence
+
+    width, height = settings.synthetic_size
+    seq = make_sequence(num_frames=settings.yaw_sweep_frames, width=width, height=height, config=pipeline.config,
+                        fps=settings.fps, seed=settings.seed + 1, yaw_amplitude_deg=75.0)
+    _, per = _run_sequence(pipeline, seq, settings, progress, "yaw sweep")
+    ref = _reference_nme(reference, seq)
+    yaw = np.abs(seq.angles_deg[:, 0])
+    bins = []
+    for lo, hi in YAW_BINS_DEG:
+        idx = [i for i in range(len(yaw)) if lo <= yaw[i] < hi or (hi == YAW_BINS_DEG[-1][1] and yaw[i] == hi)]
+        row = {"yaw_deg": [lo, hi], "frames": len(idx)}
+        for who, values in (("ours", {k: v["nme"] for k, v in per.items()}), ("mediapipe", ref)):
+            for name in ("clean", "occluded"):
+                vals = [values[name][i] for i in idx] if values else []
+                row[f"{who}_nme_{name}"] = mean_defined(vals) if values else None
+                row[f"{who}_missed_{name}"] = sum(v is None for v in vals) if values else None
+        bins.append(row)
+    return {"frames": len(yaw), "amplitude_deg": 75.0, "bins": bins}
+
+
 def evaluate_synthetic(pipeline, reference: Reference, settings: EvalSettings, progress: Progress,
                        num_examples: int, mask_expected: bool) -> tuple[dict | None, list[Example], str | None]:
     """The rendered sequence (clean and occluded) through our pipeline (as a video) and MediaPipe."""
@@ -28,20 +93,7 @@ def evaluate_synthetic(pipeline, reference: Reference, settings: EvalSettings, p
                         fps=settings.fps, seed=settings.seed, period_frames=settings.synthetic_period,
                         pipeline=texture_pipeline)
     n = len(seq.frames_bgr)
-    per = {name: {"nme": [], "pose_error_deg": []} for name in ("clean", "occluded")}
-    results = {}
-    for name, frames in (("clean", seq.clean_bgr), ("occluded", seq.frames_bgr)):
-        pipeline.reset()
-        res_list = []
-        for i, f in enumerate(frames):
-            res = TIMING.process(pipeline, f, i / settings.fps, WARM)
-            progress.step(stage=f"synthetic {name}")
-            res_list.append(res)
-            face = match_face(res.faces, seq.landmarks68[i])
-            per[name]["nme"].append(M.nme(face.landmarks68, seq.landmarks68[i]) if face else None)
-            per[name]["pose_error_deg"].append(M.rotation_geodesic_deg(face.rotation, seq.rotation[i])
-                                               if face else None)
-        results[name] = res_list
+    results, per = _run_sequence(pipeline, seq, settings, progress, "synthetic")
     pose_change, masks, visibility, ex = [], [], [], []
     occluded_frames = [i for i in range(n) if seq.occlusion_mask[i].any()]
     pick = ({occluded_frames[round(k)] for k in np.linspace(0, len(occluded_frames) - 1, num_examples + 2)[1:-1]}
@@ -59,16 +111,7 @@ def evaluate_synthetic(pipeline, reference: Reference, settings: EvalSettings, p
         if i in pick:
             ex.append(Example(f"synthetic / frame {i}", seq.frames_bgr[i], res, seq.occlusion_mask[i],
                               seq.face_mask[i], projected_meshes(pipeline, res)))
-    ref = None
-    ref68 = reference.landmarks68(list(seq.clean_bgr) + list(seq.frames_bgr))
-    if ref68 is not None:
-        ref = {}
-        for name, offset in (("clean", 0), ("occluded", n)):
-            vals = []
-            for i in range(n):
-                lm = match_landmarks(ref68[offset + i], seq.landmarks68[i])
-                vals.append(M.nme(lm, seq.landmarks68[i]) if lm is not None else None)
-            ref[name] = vals
+    ref = _reference_nme(reference, seq)
     occ_idx = occluded_frames
 
     def paired(values_occ, values_clean):

@@ -21,6 +21,8 @@ from ..paths import MissingModelError
 from ..core.roi import crop_rois, roi_affine
 from ..core.labels import FACE_LABELS, HAIR, LABELS
 
+DEFAULT_WEIGHTS = Path(__file__).resolve().parent.parent / "data" / "weights" / "parser.pt"
+
 
 def _block(cin: int, cout: int) -> nn.Sequential:
     return nn.Sequential(
@@ -36,6 +38,8 @@ class ParsingUNet(nn.Module):
         super().__init__()
         c = base_channels
         self.input_size = input_size
+        # saved with the weights: the crop size the network was trained at
+        self.register_buffer("input_size_px", torch.tensor(input_size, dtype=torch.int64))
         self.down = nn.ModuleList([_block(3, c), _block(c, 2 * c), _block(2 * c, 4 * c), _block(4 * c, 8 * c)])
         self.bottom = _block(8 * c, 16 * c)
         self.up = nn.ModuleList([nn.ConvTranspose2d(16 * c >> i, 8 * c >> i, 2, stride=2) for i in range(4)])
@@ -66,7 +70,8 @@ def load_parser(path: str | Path, device="cpu") -> ParsingUNet:
     if not isinstance(state, dict) or "head.weight" not in state or "down.0.0.weight" not in state:
         raise ValueError(f"face-parser weights {path}: not a ParsingUNet state_dict (see occlusion/parser.py)")
     net = ParsingUNet(base_channels=int(state["down.0.0.weight"].shape[0]),
-                      num_classes=int(state["head.weight"].shape[0]))
+                      num_classes=int(state["head.weight"].shape[0]),
+                      input_size=int(state["input_size_px"]) if "input_size_px" in state else 256)
     if net.head.out_channels != len(LABELS):
         raise ValueError(f"face-parser weights {path}: {net.head.out_channels} classes, expected {len(LABELS)}")
     try:

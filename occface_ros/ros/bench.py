@@ -25,6 +25,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import deque
 
 import numpy as np
 
@@ -129,6 +130,50 @@ class CannedPipeline:
 
         return project_points(torch.from_numpy(np.asarray(points_cam, np.float64)), torch.from_numpy(k)).numpy()
 
+
+NAMESPACE = "/occface_bench"
+NODE_NAMESPACE = f"{NAMESPACE}/occface"  # the node's outputs: NODE_NAMESPACE/faces, ...
+IMAGE_TOPIC = f"{NAMESPACE}/image"
+NODE_LOG_LINES = 200  # the node's last output lines kept for an error message
+
+
+def start_node(env: dict[str, str], canned: bool = False, config: str | None = None,
+               node_args: list[str] | None = None) -> tuple[subprocess.Popen, deque]:
+    """occface-node as its own process (named NODE_NAMESPACE, subscribing IMAGE_TOPIC) and the deque
+    its output lines go to (the last NODE_LOG_LINES; a reader thread drains the pipe so it never blocks)."""
+    args = ["--ros-args", "-r", f"__ns:={NAMESPACE}", "-r", "__node:=occface", "-r", f"image:={IMAGE_TOPIC}",
+            "-p", "use_camera_info:=false"]
+    if config:
+        args += ["-p", f"config_file:={config}"]
+    args += node_args or []
+    proc = subprocess.Popen([sys.executable, "-c", NODE_SCRIPT.format(canned=canned), *args],
+                            env=dict(os.environ, **env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    node_log: deque = deque(maxlen=NODE_LOG_LINES)
+    threading.Thread(target=lambda: [node_log.append(ln) for ln in proc.stdout], daemon=True).start()
+    return proc, node_log
+
+
+def wait_for_node(pub, proc: subprocess.Popen, node_log: deque, timeout_s: float = 120.0) -> None:
+    """Until the node subscribes to `pub`'s topic; RuntimeError with its last lines when it exits or times out."""
+    deadline = time.monotonic() + timeout_s
+    while pub.get_subscription_count() == 0:
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError("occface-node did not start:\n" + "".join(list(node_log)[-30:]))
+        time.sleep(0.1)
+
+
+def stop_node(proc: subprocess.Popen, timeout_s: float = 20.0) -> int | None:
+    """SIGINT (the node's clean shutdown), SIGKILL after `timeout_s`; the exit code."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return proc.returncode
+
+
 # output topic -> byte offset of header.stamp after the 4-byte CDR encapsulation
 STAMP_OFFSETS = {"faces": 0, "head_poses": 0, "occlusion_mask": 0, "parsing": 0, "mesh_markers": 4, "tf": 4}
 
@@ -214,27 +259,20 @@ def run_bench_ros(duration_s: float = 20.0, rate_hz: float = 30.0, step_s: float
     from std_msgs.msg import Header
 
     from ..app.clip import clip_frames
+    from .diagnostics import NO_SAMPLE
     from .image_conversion import fill_image_msg
 
     def log(*a):
         if verbose:
             print(*a, file=sys.stderr, flush=True)
 
-    ns = "/occface_bench/occface"
-    args = ["--ros-args", "-r", "__ns:=/occface_bench", "-r", "__node:=occface", "-r", "image:=/occface_bench/image",
-            "-p", "use_camera_info:=false"]
-    if config:
-        args += ["-p", f"config_file:={config}"]
-    args += node_args or []
-    proc = subprocess.Popen([sys.executable, "-c", NODE_SCRIPT.format(canned=canned), *args],
-                            env=dict(os.environ, **env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    node_log: list[str] = []
-    threading.Thread(target=lambda: [node_log.append(ln) for ln in proc.stdout], daemon=True).start()
+    ns = NODE_NAMESPACE
+    proc, node_log = start_node(env, canned=canned, config=config, node_args=node_args)
     ctx = rclpy.Context()
     rclpy.init(context=ctx)
     node = rclpy.create_node("occface_bench_probe", context=ctx)
     probe = _Probe(node, ns)
-    pub = node.create_publisher(Image, "/occface_bench/image", qos_profile_sensor_data)
+    pub = node.create_publisher(Image, IMAGE_TOPIC, qos_profile_sensor_data)
     executor = SingleThreadedExecutor(context=ctx)
     executor.add_node(node)
     spin = threading.Thread(target=executor.spin, daemon=True)
@@ -279,16 +317,12 @@ def run_bench_ros(duration_s: float = 20.0, rate_hz: float = 30.0, step_s: float
         # the node's own view over its diagnostics window (the trial's last seconds): the background
         # occlusion reasoning's time and the age of the maps published with a frame
         occlusion = {k: float(diag[f"stage.{k}_ms_p50"]) for k in ("occlusion", "occlusion_mask_age")
-                     if f"stage.{k}_ms_p50" in diag}
+                     if diag.get(f"stage.{k}_ms_p50", NO_SAMPLE) != NO_SAMPLE}
         return {"published": len(sent), "dropped": dropped, "drop_ratio": round(dropped / max(1, len(sent)), 4),
                 "latency": lat, "node_occlusion_p50_ms": occlusion}
 
     try:
-        deadline = time.monotonic() + 120
-        while pub.get_subscription_count() == 0:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("occface-node did not start:\n" + "".join(node_log[-30:]))
-            time.sleep(0.1)
+        wait_for_node(pub, proc, node_log)
         log("bench-ros: node up; warming up")
         warm_deadline = time.monotonic() + 60
         while not probe.snapshot()["faces"] and time.monotonic() < warm_deadline:
@@ -333,11 +367,5 @@ def run_bench_ros(duration_s: float = 20.0, rate_hz: float = 30.0, step_s: float
         executor.shutdown()
         node.destroy_node()
         rclpy.try_shutdown(context=ctx)
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        result["node_exit_code"] = proc.returncode
+        result["node_exit_code"] = stop_node(proc)
     return result

@@ -1,4 +1,4 @@
-"""`occface bag` and `occface bench-ros` (registered by occface_ros.cli; ROS imports happen only when run)."""
+"""`occface bag`, `occface bench-ros` and `occface soak-ros` (registered by occface_ros.cli; ROS imports happen only when run)."""
 from __future__ import annotations
 
 import json
@@ -43,6 +43,33 @@ def cmd_bench_ros(args) -> int:
     return 0
 
 
+def cmd_soak_ros(args) -> int:
+    from .loopback import LoopbackEnvError
+    from .soak import run_soak_ros, summary_line, write_soak_plot
+
+    try:
+        report = run_soak_ros(minutes=args.minutes, rate_hz=args.rate, canned=args.canned, config=args.config,
+                              warmup_s=args.warmup)
+    except LoopbackEnvError as exc:
+        print(f"occface: error: {exc} (unset it for a random domain on loopback)", file=sys.stderr)
+        return 2
+    except (ValueError, RuntimeError) as exc:  # bad arguments; the node did not start or never answered
+        print(f"occface: error: {exc}", file=sys.stderr)
+        return 2
+    if args.report:
+        from ..paths import atomic_write_bytes
+
+        atomic_write_bytes(Path(args.report), (json.dumps(report, indent=1) + "\n").encode())
+    if args.plot:
+        write_soak_plot(Path(args.plot), report)
+    print("soak-ros: " + summary_line(report))
+    if not report["completed"]:
+        print(f"occface: error: the node exited during the soak (code {report['node_exit_code']}):\n"
+              + report.get("node_log_tail", ""), file=sys.stderr)
+        return 1
+    return 0
+
+
 def add_ros_commands(sub) -> None:
     b = sub.add_parser("bag", help="replay a ROS bag (mcap/sqlite3/ROS 1) through the pipeline into a new ROS 2 bag")
     b.add_argument("--input", required=True, help="input bag (folder or file)")
@@ -66,3 +93,16 @@ def add_ros_commands(sub) -> None:
                    help="replay one canned face instead of running FacePipeline: measures the ROS layer alone")
     r.add_argument("--json", help="write the figures to this JSON file")
     r.set_defaults(func=cmd_bench_ros)
+
+    s = sub.add_parser("soak-ros", help="the node at a fixed rate for minutes to hours: RSS growth, drops, latency, "
+                                        "/diagnostics rate")
+    s.add_argument("--minutes", type=float, required=True, help="soak length in minutes (fractions allowed: 0.5)")
+    s.add_argument("--rate", type=float, default=30.0, help="input rate, Hz")
+    s.add_argument("--warmup", type=float,
+                   help="seconds at the start left out of the RSS growth fit (default: a fifth of the soak, <= 120)")
+    s.add_argument("--config", help="config file for the node (config_file parameter)")
+    s.add_argument("--canned", action="store_true",
+                   help="replay one canned face instead of running FacePipeline: soaks the ROS layer alone")
+    s.add_argument("--report", help="write the JSON report (figures and time series) to this file")
+    s.add_argument("--plot", help="write a PNG of RSS and ~/faces latency over time to this file")
+    s.set_defaults(func=cmd_soak_ros)

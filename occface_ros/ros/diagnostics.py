@@ -61,8 +61,18 @@ def _summary(checks: list[tuple[int, float, str]]) -> tuple[int, str]:
     return level, text + (f" (+{others} more, see values)" if others else "")
 
 
+NO_SAMPLE = "n/a"  # the value of a statistic with no finite sample in the window (never "nan")
+
+
 def _percentile(values, q) -> float:
-    return float(np.percentile(np.asarray(values), q)) if len(values) else float("nan")
+    """The q-th percentile of the finite values; nan when there is none (callers format it with _ms)."""
+    v = np.asarray(values, np.float64)
+    v = v[np.isfinite(v)]
+    return float(np.percentile(v, q)) if v.size else float("nan")
+
+
+def _ms(value: float) -> str:
+    return f"{value:.1f}" if np.isfinite(value) else NO_SAMPLE
 
 
 @dataclass
@@ -185,11 +195,11 @@ class Health:
         msg = msg or (f"{out_rate:.1f} Hz, {faces} face(s)" if lat else "idle")
         values = {
             "output_rate_hz": f"{out_rate:.2f}", "processed_total": str(totals["processed"]),
-            "faces": str(faces), "latency_p50_ms": f"{_percentile(lat, 50):.1f}", "latency_p99_ms": f"{p99:.1f}",
+            "faces": str(faces), "latency_p50_ms": _ms(_percentile(lat, 50)), "latency_p99_ms": _ms(p99),
         }
         for stage, v in sorted(stages.items()):
-            if v:  # a stage with no sample in the window (hands not run lately) is left out, not "nan"
-                values[f"stage.{stage}_ms_p50"] = f"{_percentile(v, 50):.1f}"
+            if v:  # a stage with no sample in the window (hands not run lately) is left out
+                values[f"stage.{stage}_ms_p50"] = _ms(_percentile(v, 50))
         values.update(self.extra)
         return [input_status, self._status(f"{self.name}: processing", level, msg, values)]
 

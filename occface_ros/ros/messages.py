@@ -28,6 +28,11 @@ from .image_conversion import fill_image_msg
 from .parsing import region_occlusion
 
 MESH_NS = "occface_mesh"
+MESH_RGB = (0.8, 0.7, 0.6)  # the mesh marker's colour when it is not sampled from the image
+# Lambert shading of that colour: a fixed light in the camera (optical) frame, above-left of the
+# camera and behind it (direction towards the light; x right, y down, z forward), plus ambient
+MESH_LIGHT_DIR = (-0.35, -0.55, -1.0)
+MESH_AMBIENT = 0.3
 
 
 def pose_msg(rotation: np.ndarray, translation: np.ndarray) -> Pose:
@@ -96,11 +101,35 @@ def sample_colours(image_bgr: np.ndarray, pixels: np.ndarray) -> np.ndarray:
     return image_bgr[y, x, ::-1].astype(np.float32) / 255.0
 
 
+def lambert_colours(vertices: np.ndarray, triangles: np.ndarray, rgb=MESH_RGB, light_dir=MESH_LIGHT_DIR,
+                    ambient: float = MESH_AMBIENT) -> np.ndarray:
+    """(N, 3) RGB in [0, 1] per vertex: `rgb` x (ambient + (1 - ambient) max(0, n.l)) with n the
+    area-weighted vertex normal of the (N, 3) vertices (camera frame) over the (T, 3) triangles,
+    oriented outwards (away from the centroid on the whole: the winding convention of a model is
+    not trusted) and l the fixed light direction. Vertices of no triangle get `ambient`."""
+    v = np.asarray(vertices, np.float64).reshape(-1, 3)
+    tris = np.asarray(triangles, np.intp).reshape(-1, 3)
+    normals = np.zeros_like(v)
+    if len(tris):
+        face_n = np.cross(v[tris[:, 1]] - v[tris[:, 0]], v[tris[:, 2]] - v[tris[:, 0]])  # length = 2 x area
+        corners = tris.reshape(-1)
+        for k in range(3):
+            normals[:, k] = np.bincount(corners, np.repeat(face_n[:, k], 3), minlength=len(v))
+    if np.einsum("ij,ij->", normals, v - v.mean(0)) < 0:  # inward on the whole (divergence theorem): flip
+        normals = -normals
+    length = np.linalg.norm(normals, axis=1, keepdims=True)
+    normals = np.divide(normals, length, out=np.zeros_like(normals), where=length > 0)
+    light = np.asarray(light_dir, np.float64)
+    light = light / np.linalg.norm(light)
+    shade = ambient + (1.0 - ambient) * np.clip(normals @ light, 0.0, 1.0)
+    return (shade[:, None] * np.asarray(rgb, np.float64)[None, :]).astype(np.float32)
+
+
 def _mesh_marker(header, track_id: int, ns: str, lifetime_s: float) -> Marker:
     m = Marker(header=header, ns=ns, id=int(track_id), type=Marker.TRIANGLE_LIST, action=Marker.ADD)
     m.pose.orientation.w = 1.0
     m.scale.x = m.scale.y = m.scale.z = 1.0
-    m.color = ColorRGBA(r=0.8, g=0.7, b=0.6, a=1.0)
+    m.color = ColorRGBA(r=MESH_RGB[0], g=MESH_RGB[1], b=MESH_RGB[2], a=1.0)
     m.lifetime.sec = int(lifetime_s)
     m.lifetime.nanosec = int(round((lifetime_s - int(lifetime_s)) * 1e9))
     return m

@@ -6,8 +6,12 @@ gets none (`SignalHandlerOptions.NO`): rclpy's handler shuts the context down fr
 executor and the worker thread (`RCLError: ... context is not valid`, `take_message` on a
 destroyed subscription). Here a signal only sets an event: the executor polls it between waits,
 then the worker is stopped, the executor and node destroyed and the context shut down, in that
-order. During start-up (imports, rclpy.init, parameters, model loading) the signal abandons the
-start at once. Start-up errors (bad config or parameter, missing model or interfaces) exit 2.
+order. During start-up (imports, rclpy.init and, with `autostart`, the node's configure and
+activate: parameters, model loading) the signal abandons the start at once. A configure that fails
+(bad config or parameter, missing model or weights) does not end the process: the managed node
+stays unconfigured with the reason in the log and on /diagnostics (docs/ros.md, "Lifecycle").
+Errors before the node exists (ROS wheels or interfaces missing) exit 2. A signal while a
+transition requested over `~/change_state` runs is acted on when that transition returns.
 
 This module imports only the standard library when loaded (the node's names, OccfaceNode,
 OUTPUT_QOS, ..., are forwarded from occface_node.py on first use), so a signal right after
@@ -59,7 +63,7 @@ class _StopSignals:
 
 def main(argv: list[str] | None = None, pipeline_factory=None, end_process: bool = True) -> int:
     """Console script `occface-node [--ros-args ...]`: 0 after SIGINT/SIGTERM (also during start-up),
-    2 on a start-up error. `pipeline_factory`: as OccfaceNode's (`occface bench-ros --canned`
+    2 when the node cannot be created. `pipeline_factory`: as OccfaceNode's (`occface bench-ros --canned`
     passes CannedPipeline). With `end_process` (the console script) the process ends here once
     everything is shut down (see _end_process); else the code is returned."""
     signals = _StopSignals()
@@ -138,10 +142,11 @@ def _run(argv: list[str], pipeline_factory, signals: _StopSignals) -> int:
 
 
 def _close(node, executor, rclpy) -> None:
-    """Worker first (it publishes), then executor, node and context; a failure is one line, not a traceback."""
+    """The node's lifecycle shutdown first (worker, pipeline, publishers), then executor, node and
+    context; a failure is one line, not a traceback."""
     steps = []
     if node is not None:
-        steps.append(("stop the worker", lambda: node.shutdown(SHUTDOWN_TIMEOUT_S)))
+        steps.append(("shut the node down", lambda: node.shutdown(SHUTDOWN_TIMEOUT_S)))
     if executor is not None:
         steps.append(("stop the executor", lambda: executor.shutdown(timeout_sec=SHUTDOWN_TIMEOUT_S)))
     if node is not None:

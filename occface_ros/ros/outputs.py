@@ -53,8 +53,10 @@ class OutputBuilder:
         meshes = None
         if options["publish_mesh_markers"]:
             meshes = self.meshes(result.faces, w, h, int(options["mesh_max_triangles"]))
-            colour = options["mesh_colours_from_image"]
-            items = [(face.track_id, verts, tris, M.sample_colours(bgr, px) if colour else None)
+            # colours sampled from the image, or the flat mesh colour Lambert-shaded so the shape reads in RViz
+            from_image = options["mesh_colours_from_image"]
+            items = [(face.track_id, verts, tris,
+                      M.sample_colours(bgr, px) if from_image else M.lambert_colours(verts, tris))
                      for face, (verts, tris, px) in zip(result.faces, meshes)]
             # a face hidden this frame (its track held for re-acquisition) or ended: its marker goes
             shown = {face.track_id for face in result.faces}

@@ -5,13 +5,16 @@
   Config entries that default to null are declared with a typed "unset" value: camera.fx/fy/cx/cy
   as 0.0 (0 = unset: use camera_info or camera.hfov_deg), model.path as "" (default search),
   occlusion.parser.weights as "" (no learned parser).
-  All core parameters are read-only after start-up, except `smoothing.*` which change at run time.
-* Node parameters (below, `NODE_DEFAULTS`), changeable at run time unless listed in READ_ONLY.
+  Core parameters take effect at configure (the lifecycle transition that builds the pipeline):
+  they can be set while the node is unconfigured and are read-only while it is configured
+  (inactive or active), except `smoothing.*` which change at run time.
+* Node parameters (below, `NODE_DEFAULTS`), changeable at run time unless listed in READ_ONLY
+  (never changeable) or CONFIGURE_ONLY (like the core ones: while unconfigured).
 * `config_file`: a YAML file in the shape of config/occface.yaml, or a ROS parameter file
   ({node: {ros__parameters: {...}}}) holding config sections and/or node parameters (nested
   or dotted). Its values become the defaults that --params-file / -p overrides then replace.
-Invalid values are rejected with a reason (start-up: the node exits with it; run time: the
-set_parameters result carries it).
+Invalid values are rejected with a reason (configure: the transition fails with it and the node
+stays unconfigured; run time: the set_parameters result carries it).
 """
 from __future__ import annotations
 
@@ -22,6 +25,7 @@ import yaml
 
 from ..config import ConfigError, load_config
 from .diagnostics import Thresholds
+from .hri import HRI_DEFAULTS, HRI_DESCRIPTIONS, validate_hri_value
 
 NULL_AS = {"camera.fx": 0.0, "camera.fy": 0.0, "camera.cx": 0.0, "camera.cy": 0.0, "model.path": "",
            "occlusion.parser.weights": ""}
@@ -33,6 +37,7 @@ RUNTIME_CORE = ("smoothing.enabled", "smoothing.min_cutoff", "smoothing.beta", "
 
 NODE_DEFAULTS: dict[str, object] = {
     "config_file": "",  # see module doc
+    "autostart": True,  # configure + activate at start (false: wait for `ros2 lifecycle set`)
     "use_camera_info": True,  # subscribe camera_info; its K (when non-zero and of the image's size) wins
     "publish_tf": True,  # face_<track_id> frames on /tf
     "tf_prefix": "face_",  # TF child frame = tf_prefix + track id
@@ -41,19 +46,27 @@ NODE_DEFAULTS: dict[str, object] = {
     "mesh_colours_from_image": True,  # per-vertex colours sampled from the image (else one flat colour)
     "mesh_marker_lifetime_s": 0.0,  # 0 = until deleted (lost tracks are DELETEd)
     "publish_debug_image": False,  # ~/debug_image overlay (costs a copy + drawing per frame)
+    "publish_hri": True,  # ROS4HRI (REP-155) /humans/faces/* topics and face_<id>/gaze_<id> frames (ros/hri.py)
+    **HRI_DEFAULTS,
     **{f"diagnostics.{k}": float(v) for k, v in vars(Thresholds()).items()},
 }
-READ_ONLY = ("config_file", "use_camera_info")
+READ_ONLY = ("config_file", "autostart")  # read when the node is created
+CONFIGURE_ONLY = ("use_camera_info", "publish_hri")  # read at configure: settable while unconfigured
 
 DESCRIPTIONS = {
-    "config_file": "YAML config (config/occface.yaml shape or a ROS parameter file); read once at start-up",
-    "use_camera_info": "subscribe camera_info and use its intrinsics when valid",
+    "config_file": "YAML config (config/occface.yaml shape or a ROS parameter file); read at the first "
+                   "configure (and for autostart when the node starts)",
+    "autostart": "configure and activate when the node starts (false: stay unconfigured until told)",
+    "use_camera_info": "subscribe camera_info and use its intrinsics when valid; set while unconfigured",
     "mesh_max_triangles": "mesh level of detail: max triangles per face marker (0 = full mesh)",
     "smoothing.min_cutoff": "One-Euro min cutoff, Hz (> 0); changeable at run time",
     "smoothing.beta": "One-Euro speed coefficient (>= 0); changeable at run time",
     "smoothing.d_cutoff": "One-Euro derivative cutoff, Hz (> 0); changeable at run time",
     "smoothing.noise_deadzone": "speeds up to this many noise stds keep the filter at min_cutoff (>= 0; "
                                 "0 = classic One-Euro); changeable at run time",
+    "publish_hri": "ROS4HRI (REP-155) faces: /humans/faces/tracked, /humans/faces/<id>/{roi,landmarks,cropped,"
+                   "aligned}, face_<id>/gaze_<id> frames; set while unconfigured",
+    **HRI_DESCRIPTIONS,
 }
 
 
@@ -146,6 +159,8 @@ def validate_value(name: str, value) -> str | None:
         return f"{name} must be >= 0, got {value}"
     if name == "tf_prefix" and (not value or value.startswith("/") or " " in value):
         return f"{name} must be a non-empty frame name prefix without '/' at the start or spaces, got {value!r}"
+    if name.startswith("hri."):
+        return validate_hri_value(name, value)
     if name.startswith("diagnostics."):
         return Thresholds().validate(name.split(".", 1)[1], float(value))
     return None

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 DEFAULT_LANDMARK_CONFIG = Path(__file__).resolve().parents[2] / "config" / "training" / "landmarks.yaml"
+DEFAULT_PARSER_CONFIG = Path(__file__).resolve().parents[2] / "config" / "training" / "parser.yaml"
 
 
 def _teacher(progress: bool):
@@ -38,6 +39,7 @@ def sample_sheet(samples, path: Path, columns: int = 8) -> None:
             for (x, y, _z), seen in zip(s.landmarks468[::3], s.visible468[::3]):
                 cv2.circle(tile, (int(round(x)), int(round(y))), 1, (60, 220, 60) if seen else (40, 40, 230), -1)
         label = ",".join(s.kinds) if s.kinds else ("clean" if s.presence > 0 else "no face")
+        label = f"render {label}" if s.source == "render" else label
         cv2.putText(tile, label[:28], (3, 186), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (255, 255, 255), 1, cv2.LINE_AA)
         tiles.append(tile)
     while len(tiles) % columns:
@@ -58,7 +60,14 @@ def cmd_synth(args) -> int:
     out.mkdir(parents=True, exist_ok=True)
     cfg = LandmarkTrainConfig.load(args.config)
     _, faces = _teacher(progress=not args.quiet)
-    engine = SampleEngine(faces, SampleConfig.from_dict({**cfg.samples, "seed": args.seed}))
+    sample_cfg = SampleConfig.from_dict({**cfg.samples, "seed": args.seed})
+    heads = None
+    if sample_cfg.render_fraction > 0:
+        from .common import head_renderer, split_faces
+
+        train_faces = split_faces(faces, cfg.val_identity_fraction, cfg.seed)[0]
+        heads = head_renderer(train_faces, cfg.render_textures, progress=not args.quiet)
+    engine = SampleEngine(faces, sample_cfg, heads)
     started = time.perf_counter()
     samples = [engine.sample(i) for i in tqdm(range(args.count), desc="synth", unit="sample", disable=args.quiet)]
     rate = args.count / max(time.perf_counter() - started, 1e-9)
@@ -83,19 +92,54 @@ def _git_commit() -> str:
         return "unknown"
 
 
-def cmd_train_landmarks(args) -> int:
-    from ..paths import atomic_write_bytes
-    from .landmarks import LandmarkTrainConfig, train_landmarks
+def _provenance(args) -> dict:
     from .photo_pool import manifest_digest
+
+    config_text = Path(args.config).read_text()
+    return {"command": "occface " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+            "config_file": str(args.config), "config_sha256": hashlib.sha256(config_text.encode()).hexdigest(),
+            "photo_manifest_sha256": manifest_digest(), "git_commit": _git_commit()}
+
+
+def _install(weights: Path, dest: Path) -> None:
+    from ..paths import atomic_write_bytes
+
+    atomic_write_bytes(dest, weights.read_bytes())
+    atomic_write_bytes(dest.with_suffix(".json"), weights.with_suffix(".json").read_bytes())
+    print(f"installed {dest}", file=sys.stderr)
+
+
+def _dataset_faces(folders, data_format: str | None, progress: bool):
+    """Teacher faces of public landmark datasets (`--data DIR`), each folder's provenance."""
+    from .datasets import load_landmark_dataset
+    from .samples import annotated_teacher_faces
+
+    faces, records = [], []
+    for folder in folders:
+        annotated = load_landmark_dataset(Path(folder), data_format)  # refuses eval photos
+        found, left_out = annotated_teacher_faces(annotated, progress=progress)
+        digest = hashlib.sha256()
+        for a in sorted(annotated, key=lambda a: str(a.annotation_path)):
+            digest.update(a.landmarks68.tobytes() if a.landmarks68 is not None else b"-")
+        print(f"{folder}: {len(found)} annotated faces for training, {left_out} left out (the teacher did not "
+              "find them near their annotation, or they have no 68 points)", file=sys.stderr)
+        records.append({"path": str(folder), "format": data_format or "detected", "faces": len(found),
+                        "left_out": left_out, "annotations_sha256": digest.hexdigest()})
+        faces += found
+    return faces, records
+
+
+def cmd_train_landmarks(args) -> int:
+    from .landmarks import LandmarkTrainConfig, train_landmarks
 
     cfg = LandmarkTrainConfig.load(args.config)
     if args.steps:
         cfg.steps = args.steps
     _, faces = _teacher(progress=not args.quiet)
-    config_text = Path(args.config).read_text()
-    record = {"command": "occface " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
-              "config_file": str(args.config), "config_sha256": hashlib.sha256(config_text.encode()).hexdigest(),
-              "photo_manifest_sha256": manifest_digest(), "git_commit": _git_commit()}
+    record = _provenance(args)
+    if args.data:
+        extra, record["datasets"] = _dataset_faces(args.data, args.data_format, progress=not args.quiet)
+        faces = faces + extra
     result = train_landmarks(cfg, faces, args.output, resume=not args.restart, progress=not args.quiet,
                              provenance=record, device=args.device)
     print(f"step {result.step}: validation {result.figures}; FaceMesh {result.facemesh} -> {result.weights}",
@@ -103,9 +147,24 @@ def cmd_train_landmarks(args) -> int:
     if args.install and result.weights is not None:
         from ..landmarks.occnet import DEFAULT_WEIGHTS
 
-        atomic_write_bytes(DEFAULT_WEIGHTS, result.weights.read_bytes())
-        atomic_write_bytes(DEFAULT_WEIGHTS.with_suffix(".json"), result.weights.with_suffix(".json").read_bytes())
-        print(f"installed {DEFAULT_WEIGHTS}", file=sys.stderr)
+        _install(result.weights, DEFAULT_WEIGHTS)
+    return 0
+
+
+def cmd_train_parser(args) -> int:
+    from .parser import ParserTrainConfig, train_parser
+
+    cfg = ParserTrainConfig.load(args.config)
+    if args.steps:
+        cfg.steps = args.steps
+    _, faces = _teacher(progress=not args.quiet)
+    result = train_parser(cfg, faces, args.output, resume=not args.restart, progress=not args.quiet,
+                          provenance=_provenance(args), device=args.device)
+    print(f"step {result.step}: validation {result.figures} -> {result.weights}", file=sys.stderr)
+    if args.install and result.weights is not None:
+        from ..occlusion.parser import DEFAULT_WEIGHTS
+
+        _install(result.weights, DEFAULT_WEIGHTS)
     return 0
 
 
@@ -120,12 +179,22 @@ def add_training_commands(sub) -> None:
     s.set_defaults(func=cmd_synth)
 
     t = sub.add_parser("train", help="train the learned stages").add_subparsers(dest="train_cmd", required=True)
-    tl = t.add_parser("landmarks", help="the occlusion-robust landmark network, from FaceMesh's weights")
-    tl.add_argument("--output", required=True, help="run folder (checkpoint.pt, curves.png, weights)")
-    tl.add_argument("--config", default=str(DEFAULT_LANDMARK_CONFIG))
-    tl.add_argument("--steps", type=int, help="override the config's steps")
-    tl.add_argument("--restart", action="store_true", help="ignore an existing checkpoint in the run folder")
-    tl.add_argument("--install", action="store_true", help="copy the final weights to the package's shipped weights")
-    tl.add_argument("--device", help="cpu | cuda | cuda:N (default: cuda when present)")
-    tl.add_argument("--quiet", action="store_true")
-    tl.set_defaults(func=cmd_train_landmarks)
+    for name, default, func, help_text in (
+            ("landmarks", DEFAULT_LANDMARK_CONFIG, cmd_train_landmarks,
+             "the occlusion-robust landmark network, from FaceMesh's weights"),
+            ("parser", DEFAULT_PARSER_CONFIG, cmd_train_parser, "the face parser (N_alpha): labels of the visible face")):
+        tl = t.add_parser(name, help=help_text)
+        tl.add_argument("--output", required=True, help="run folder (checkpoint.pt, curves.png, weights)")
+        tl.add_argument("--config", default=str(default))
+        tl.add_argument("--steps", type=int, help="override the config's steps")
+        tl.add_argument("--restart", action="store_true", help="ignore an existing checkpoint in the run folder")
+        tl.add_argument("--install", action="store_true", help="copy the final weights to the package's shipped weights")
+        tl.add_argument("--device", help="cpu | cuda | cuda:N (default: cuda when present)")
+        tl.add_argument("--quiet", action="store_true")
+        if name == "landmarks":
+            tl.add_argument("--data", action="append", metavar="DIR",
+                            help="a public landmark dataset folder (300-W .pts, WFLW, COFW, AFLW2000-3D) "
+                                 "to train on beside the photo pool; repeatable")
+            tl.add_argument("--data-format", choices=("300w", "wflw", "cofw", "aflw2000-3d"),
+                            help="the --data folders' format (default: detected)")
+        tl.set_defaults(func=func)

@@ -1,9 +1,14 @@
 """`occface train landmarks`: the occlusion-robust landmark network (landmarks/occnet.py) trained on
-the sample engine (training/samples.py), starting from FaceMesh's converted weights.
+the sample engine (training/samples.py), starting from FaceMesh's converted weights or a previous run's
+(`init_weights`).
 
-Losses per sample: smooth-L1 on the 468 landmarks (x, y in units of the crop side; z down-weighted)
-against the teacher's landmarks of the unoccluded face, binary cross-entropy on per-landmark
-visibility and on face presence (negatives: presence only). Validation on `train`-split identities
+Losses per sample: smooth-L1 on the 468 landmarks (x, y in units of the crop side; z down-weighted;
+each point weighted by its label confidence, the points that make the 68 iBUG landmarks by
+1 + `loss_ibug68`) against the teacher's landmarks of the unoccluded face or a rendered head's exact
+ones, smooth-L1 on the 68 iBUG points against a public dataset's human annotation where a face has
+one (`--data`), binary cross-entropy on per-landmark visibility and on face presence (negatives: presence
+only). Rendered heads (`samples.render_fraction`, `render_textures` textures from `train` photos of
+training identities) carry no z label: their depth origin differs from FaceMesh's. Validation on `train`-split identities
 held out by a seeded hash (the eval photos never enter: training/photo_pool.py refuses them):
 NME of the 68 points (outer-eye-corner normaliser) on occluded and clean crops, beside FaceMesh's own.
 
@@ -13,10 +18,8 @@ command, config, data manifest digest, figures); all written atomically.
 """
 from __future__ import annotations
 
-import io
+import hashlib
 import json
-import math
-import os
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -24,12 +27,12 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-import yaml
 
 from ..landmarks.correspondence import landmarks68_from_mp468, load_correspondences
 from ..landmarks.occnet import OccLandmarkNet, build_occnet
 from ..paths import atomic_write_bytes
-from .samples import INPUT_SIZE, SampleConfig, SampleEngine, TeacherFace, collate, validation_identity
+from .common import cosine_lr, head_renderer, load_train_config, plot_curves, resolve_init_weights, sample_loader, save_atomic, split_faces
+from .samples import INPUT_SIZE, SampleConfig, SampleEngine, TeacherFace, collate
 
 @dataclass
 class LandmarkTrainConfig:
@@ -51,48 +54,32 @@ class LandmarkTrainConfig:
     num_threads: int = 2
     workers: int = 1
     seed: int = 0
+    loss_ibug68: float = 0.0  # extra weight of the FaceMesh points behind the 68 iBUG landmarks
+    loss_human68: float = 1.0  # smooth-L1 of the 68 points against a dataset's human annotation (--data)
+    init_weights: str | None = None  # start from these OccLandmarkNet weights instead of FaceMesh's
+    render_textures: int = 0  # textures (photos) of the head renderer; 0: no rendered heads
     samples: dict = field(default_factory=dict)
 
     @classmethod
     def load(cls, path: str | Path) -> LandmarkTrainConfig:
-        data = yaml.safe_load(Path(path).read_text()) or {}
-        unknown = set(data) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"{path}: unknown keys {sorted(unknown)}; known: {sorted(cls.__dataclass_fields__)}")
-        cfg = cls(**data)
-        SampleConfig.from_dict(cfg.samples)  # validated here: a typo fails before any work
-        return cfg
+        return load_train_config(cls, path)
 
 
-def _worker_init(_worker_id: int) -> None:
-    import cv2
-
-    cv2.setNumThreads(1)  # OpenCV's own threads only add overhead beside torch's in a sample worker
-    torch.set_num_threads(1)
-
-
-class _Samples(torch.utils.data.Dataset):
-    def __init__(self, engine: SampleEngine):
-        self.engine = engine
-
-    def __len__(self) -> int:
-        return 1 << 40
-
-    def __getitem__(self, index: int):
-        return self.engine.sample(int(index))
+def point_weights(batch: dict, cfg: LandmarkTrainConfig) -> torch.Tensor:
+    """(B, 468) loss weight per point: label confidence x (1 + loss_ibug68 on the 68 iBUG sources)."""
+    weight = batch.get("landmark_weight468")
+    if weight is None:
+        weight = torch.ones(batch["landmarks468"].shape[:2], device=batch["landmarks468"].device)
+    if cfg.loss_ibug68:
+        ids = torch.unique(load_correspondences().ibug68_from_mp_ids.reshape(-1)).to(weight.device)
+        boost = torch.ones(weight.shape[1], device=weight.device)
+        boost[ids] += cfg.loss_ibug68
+        weight = weight * boost
+    return weight
 
 
-class _From(torch.utils.data.Sampler):
-    """Indices start, start + 1, ...: a resumed run continues the same sample stream."""
-
-    def __init__(self, start: int, count: int):
-        self.start, self.count = start, count
-
-    def __iter__(self):
-        return iter(range(self.start, self.start + self.count))
-
-    def __len__(self) -> int:
-        return self.count
+def _weighted_mean(loss: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    return (loss * weight).sum() / weight.sum().clamp_min(1e-6)
 
 
 def landmark_loss(out, batch: dict, cfg: LandmarkTrainConfig) -> tuple[torch.Tensor, dict[str, float]]:
@@ -103,14 +90,23 @@ def landmark_loss(out, batch: dict, cfg: LandmarkTrainConfig) -> tuple[torch.Ten
     if bool(pos.any()):
         target = batch["landmarks468"][pos]
         pred = landmarks[pos]
-        parts["xy"] = F.smooth_l1_loss(pred[..., :2] / INPUT_SIZE, target[..., :2] / INPUT_SIZE, beta=0.01)
-        parts["z"] = F.smooth_l1_loss(pred[..., 2] / INPUT_SIZE, target[..., 2] / INPUT_SIZE, beta=0.01)
+        weight = point_weights(batch, cfg)[pos]
+        xy = F.smooth_l1_loss(pred[..., :2] / INPUT_SIZE, target[..., :2] / INPUT_SIZE, beta=0.01, reduction="none")
+        parts["xy"] = _weighted_mean(xy.mean(-1), weight)
+        z = F.smooth_l1_loss(pred[..., 2] / INPUT_SIZE, target[..., 2] / INPUT_SIZE, beta=0.01, reduction="none")
+        depth = batch.get("depth_weight", torch.ones(len(pos), device=pos.device))[pos]
+        parts["z"] = _weighted_mean(z, depth[:, None].expand_as(z))
+        human = batch.get("has_landmarks68", torch.zeros(len(pos), dtype=torch.bool, device=pos.device))[pos]
+        if bool(human.any()):
+            pred68 = landmarks68_from_mp468(pred[human][..., :2])
+            parts["human68"] = F.smooth_l1_loss(pred68 / INPUT_SIZE, batch["landmarks68"][pos][human] / INPUT_SIZE,
+                                                beta=0.01)
         parts["visibility"] = F.binary_cross_entropy_with_logits(visibility_logit[pos],
                                                                  batch["visible468"][pos].float())
     else:
         parts.update(xy=landmarks.sum() * 0, z=landmarks.sum() * 0, visibility=visibility_logit.sum() * 0)
     total = (cfg.loss_xy * parts["xy"] + cfg.loss_z * parts["z"] + cfg.loss_visibility * parts["visibility"]
-             + cfg.loss_presence * parts["presence"])
+             + cfg.loss_presence * parts["presence"] + cfg.loss_human68 * parts.get("human68", 0.0))
     return total, {k: float(v.detach()) for k, v in parts.items()}
 
 
@@ -140,42 +136,9 @@ def evaluate(net, val: dict, occluded: torch.Tensor) -> dict[str, float]:
     return figures
 
 
-def _save_atomic(path: Path, state: dict) -> None:
-    """torch.save to `path` without ever leaving a half-written file."""
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    atomic_write_bytes(path, buffer.getvalue())
-
-
 def _plot(history: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    steps = history["step"]
-    for key in ("loss", "xy", "visibility", "presence"):
-        if history.get(key):
-            axes[0].plot(steps, history[key], label=key)
-    axes[0].set_yscale("log")
-    axes[0].set_xlabel("step")
-    axes[0].set_title("training loss (running mean)")
-    for key, style in (("nme_occluded", "-"), ("nme_clean", "--")):
-        if history.get("val_" + key):
-            axes[1].plot(history["val_step"], history["val_" + key], style, label=f"trained: {key}")
-        if key in history.get("facemesh", {}):
-            axes[1].axhline(history["facemesh"][key], ls=style, color="grey", label=f"FaceMesh: {key}")
-    axes[1].set_xlabel("step")
-    axes[1].set_title("validation NME (68 points, IOD)")
-    for ax in axes:
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend()
-    fig.tight_layout()
-    buffer_path = path.with_suffix(".tmp.png")
-    fig.savefig(buffer_path, dpi=90)
-    plt.close(fig)
-    os.replace(buffer_path, path)
+    plot_curves(history, path, ("loss", "xy", "visibility", "presence"), ("nme_occluded", "nme_clean"),
+                "validation NME (68 points, IOD)", baseline=history.get("facemesh"), baseline_name="FaceMesh")
 
 
 @dataclass
@@ -184,15 +147,6 @@ class TrainResult:
     step: int
     figures: dict
     facemesh: dict
-
-
-def split_faces(faces: list[TeacherFace], cfg: LandmarkTrainConfig) -> tuple[list[TeacherFace], list[TeacherFace]]:
-    val = [f for f in faces if validation_identity(f.identity, cfg.val_identity_fraction, cfg.seed)]
-    train = [f for f in faces if not validation_identity(f.identity, cfg.val_identity_fraction, cfg.seed)]
-    if not train or not val:
-        raise ValueError(f"identity split gave {len(train)} training and {len(val)} validation faces; "
-                         "need both (more photos, or another val_identity_fraction)")
-    return train, val
 
 
 def train_landmarks(cfg: LandmarkTrainConfig, faces: list[TeacherFace], run_dir: str | Path, *, resume: bool = True,
@@ -206,15 +160,23 @@ def train_landmarks(cfg: LandmarkTrainConfig, faces: list[TeacherFace], run_dir:
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    train_faces, val_faces = split_faces(faces, cfg)
+    train_faces, val_faces = split_faces(faces, cfg.val_identity_fraction, cfg.seed)
     sample_cfg = SampleConfig.from_dict({**cfg.samples, "seed": cfg.seed})
-    engine = SampleEngine(train_faces, sample_cfg)
-    val_engine = SampleEngine(val_faces, SampleConfig.from_dict({**cfg.samples, "seed": cfg.seed + 1_000_003}))
+    heads = head_renderer(train_faces, cfg.render_textures, progress) if sample_cfg.render_fraction > 0 else None
+    engine = SampleEngine(train_faces, sample_cfg, heads)
+    # validation: photo composites only (comparable across runs and with FaceMesh)
+    val_cfg = {**cfg.samples, "seed": cfg.seed + 1_000_003, "render_fraction": 0.0}
+    val_engine = SampleEngine(val_faces, SampleConfig.from_dict(val_cfg))
     val_samples = [val_engine.sample(i) for i in range(cfg.val_samples)]
     val = {k: v.to(dev) for k, v in collate(val_samples).items()}
     val_occluded = torch.tensor([bool(s.kinds) for s in val_samples], device=dev)
 
     net: OccLandmarkNet = build_occnet().to(dev).train().requires_grad_(True)
+    init_sha256 = None
+    if cfg.init_weights:
+        init_path = resolve_init_weights(cfg.init_weights)
+        net.load_state_dict(torch.load(init_path, map_location=dev, weights_only=True))
+        init_sha256 = hashlib.sha256(init_path.read_bytes()).hexdigest()
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     history: dict = {"step": [], "loss": [], "xy": [], "visibility": [], "presence": [], "val_step": []}
     step = 0
@@ -230,22 +192,13 @@ def train_landmarks(cfg: LandmarkTrainConfig, faces: list[TeacherFace], run_dir:
 
         history["facemesh"] = evaluate(build_network("face_landmarks").to(dev), val, val_occluded)
 
-    def lr_at(s: int) -> float:
-        if s < cfg.warmup_steps:
-            return cfg.lr * (s + 1) / cfg.warmup_steps
-        return cfg.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, (s - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps))))
-
     def save() -> None:
-        _save_atomic(ckpt_path, {"model": net.state_dict(), "optimizer": opt.state_dict(), "step": step,
+        save_atomic(ckpt_path, {"model": net.state_dict(), "optimizer": opt.state_dict(), "step": step,
                                       "history": history, "config": asdict(cfg)})
         (run / "history.json").write_text(json.dumps(history, indent=1))
         _plot(history, run / "curves.png")
 
-    loader = torch.utils.data.DataLoader(
-        _Samples(engine), batch_size=cfg.batch_size, sampler=_From(step * cfg.batch_size,
-                                                                     max(0, cfg.steps - step) * cfg.batch_size),
-        num_workers=cfg.workers, collate_fn=collate, worker_init_fn=_worker_init if cfg.workers else None,
-        prefetch_factor=4 if cfg.workers else None)
+    loader = sample_loader(engine, collate, cfg.batch_size, step, cfg.steps, cfg.workers)
     running: dict[str, float] = {}
     bar = tqdm(total=cfg.steps, initial=step, desc="train landmarks", unit="step", disable=not progress)
     started = time.perf_counter()
@@ -253,7 +206,7 @@ def train_landmarks(cfg: LandmarkTrainConfig, faces: list[TeacherFace], run_dir:
         for batch in loader:
             net.train()
             for group in opt.param_groups:
-                group["lr"] = lr_at(step)
+                group["lr"] = cosine_lr(step, cfg.lr, cfg.warmup_steps, cfg.steps)
             batch = {k: v.to(dev) for k, v in batch.items()}
             loss, parts = landmark_loss(net(batch["image"]), batch, cfg)
             opt.zero_grad(set_to_none=True)
@@ -289,10 +242,11 @@ def train_landmarks(cfg: LandmarkTrainConfig, faces: list[TeacherFace], run_dir:
     figures = evaluate(net, val, val_occluded)
     elapsed = time.perf_counter() - started
     weights = run / "occnet_landmarks.pt"
-    record = {**(provenance or {}), "steps": step, "config": asdict(cfg), "validation": figures,
+    record = {**(provenance or {}), "steps": step, "config": asdict(cfg), "init_weights_sha256": init_sha256,
+              "head_textures": len(heads.textures) if heads is not None else 0, "validation": figures,
               "validation_facemesh": history["facemesh"], "train_faces": len(train_faces),
               "val_faces": len(val_faces), "seconds_this_session": round(elapsed, 1),
               "device": str(dev), "torch": torch.__version__}
-    _save_atomic(weights, {k: v.detach().cpu() for k, v in net.state_dict().items()})
+    save_atomic(weights, {k: v.detach().cpu() for k, v in net.state_dict().items()})
     atomic_write_bytes(weights.with_suffix(".json"), json.dumps(record, indent=1).encode())
     return TrainResult(weights, step, figures, history["facemesh"])

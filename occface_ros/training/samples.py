@@ -7,8 +7,15 @@ Sources (`SampleConfig.sources`):
   training/occluders.py. Labels come from the teacher: FaceMesh on the CLEAN photo (the tracker's
   refined ROI), mapped into the crop by the crop's affine map, so the label of an occluded sample
   is what FaceMesh says of the unoccluded face;
+- `render`: a head rendered by training/heads.py (ICT model, textures from `train` photos, wide
+  pose range) cropped like a photo; labels exact (`render_fraction` of the face samples, when the
+  engine is given a renderer);
 - `negative`: a crop without a face (photo regions away from every face, occluders on them):
   presence 0, no landmark loss.
+
+With `parsing_labels`, each sample also carries the visible face's parsing (core/labels.py): the
+regions of the face from its 68 points (composites: a geometric estimate, render/parsing.py) or of
+the rendered mesh (exact), OCCLUDER wherever an occluder covers, BACKGROUND elsewhere.
 
 Every sample is a function of (seed, index): `SampleEngine(faces, config).sample(index)` is
 reproducible and independent of worker count or order.
@@ -40,6 +47,7 @@ class TeacherFace:
     landmarks468: np.ndarray  # (468, 3) image pixels
     presence: float
     faces_in_photo: int  # faces the manifest counts in the photo (the teacher may find fewer)
+    landmarks68_label: np.ndarray | None = None  # (68, 2) a dataset's human annotation (image pixels)
 
 
 @dataclass
@@ -58,6 +66,8 @@ class SampleConfig:
     noise_std_max: float = 6.0
     jpeg_fraction: float = 0.3
     visibility_threshold: float = 0.5  # a landmark under occluder alpha >= this is hidden
+    render_fraction: float = 0.0  # face samples from rendered heads (needs a HeadRenderer)
+    parsing_labels: bool = False  # also label each pixel (core/labels.py) for the parser
 
     @classmethod
     def from_dict(cls, d: dict) -> SampleConfig:
@@ -78,6 +88,11 @@ class Sample:
     occluder_alpha: np.ndarray  # (192, 192) float32
     presence: float  # 1 face, 0 no face
     kinds: list[str] = field(default_factory=list)
+    landmark_weight468: np.ndarray | None = None  # (468,) float32 label confidence (None: all 1)
+    depth_label: bool = True  # z is the teacher's (rendered heads: a different depth origin, not trained)
+    source: str = "composite"  # composite | render | negative
+    parsing: np.ndarray | None = None  # (192, 192) uint8 labels of the visible face (`parsing_labels`)
+    landmarks68: np.ndarray | None = None  # (68, 2) float32 crop pixels: a human annotation, when the face has one
 
 
 def crop_affine(roi: np.ndarray, size: int = INPUT_SIZE) -> np.ndarray:
@@ -98,6 +113,15 @@ def _to_crop(points: np.ndarray, affine: np.ndarray, side: float, size: int) -> 
     return out.astype(np.float32)
 
 
+def _visible_parsing(parsing: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """The visible face's labels: OCCLUDER wherever an occluder covers (alpha >= 0.5)."""
+    from ..core.labels import OCCLUDER
+
+    out = parsing.copy()
+    out[alpha >= 0.5] = OCCLUDER
+    return out
+
+
 def iod_px(landmarks68: np.ndarray) -> float:
     return float(np.linalg.norm(landmarks68[IBUG_LEFT_EYE_OUTER] - landmarks68[IBUG_RIGHT_EYE_OUTER]))
 
@@ -105,11 +129,12 @@ def iod_px(landmarks68: np.ndarray) -> float:
 class SampleEngine:
     """Training samples from teacher faces (see the module docstring)."""
 
-    def __init__(self, faces: list[TeacherFace], config: SampleConfig | None = None):
+    def __init__(self, faces: list[TeacherFace], config: SampleConfig | None = None, heads=None):
         if not faces:
             raise ValueError("the sample engine needs at least one teacher face")
         self.faces = faces
         self.config = config or SampleConfig()
+        self.heads = heads  # training/heads.HeadRenderer, or None: no rendered samples
         # where a face's 68 points sit in its own (unjittered) crop, on average: occluders of the
         # negatives are placed as if a face were there
         by_photo: dict[str, list[TeacherFace]] = {}
@@ -128,12 +153,20 @@ class SampleEngine:
         cfg = self.config
         if rng.random() < cfg.negative_fraction:
             return self._negative(rng)
-        face = self.faces[int(rng.integers(len(self.faces)))]
-        roi = self._jittered_roi(face.roi, rng)
+        head = None
+        if self.heads is not None and rng.random() < cfg.render_fraction:
+            from .heads import RENDER_SIZE
+
+            head = self.heads.render(rng, self._background(rng, RENDER_SIZE))
+            source_image, source_roi, source_lm = head.image_bgr, head.roi, head.landmarks468
+        else:
+            face = self.faces[int(rng.integers(len(self.faces)))]
+            source_image, source_roi, source_lm = face.image_bgr, face.roi, face.landmarks468
+        roi = self._jittered_roi(source_roi, rng)
         affine = crop_affine(roi)
-        clean = cv2.warpAffine(face.image_bgr, affine, (INPUT_SIZE, INPUT_SIZE), flags=cv2.INTER_LINEAR,
+        clean = cv2.warpAffine(source_image, affine, (INPUT_SIZE, INPUT_SIZE), flags=cv2.INTER_LINEAR,
                                borderMode=cv2.BORDER_REFLECT101)
-        lm468 = _to_crop(face.landmarks468, affine, roi[2], INPUT_SIZE)
+        lm468 = _to_crop(source_lm, affine, roi[2], INPUT_SIZE)
         clean = self._photometric(clean, rng)
         image, alpha, kinds = clean, np.zeros((INPUT_SIZE, INPUT_SIZE), np.float32), []
         if rng.random() >= cfg.clean_fraction:
@@ -142,7 +175,23 @@ class SampleEngine:
             occ = occlude(clean, landmarks68_from_mp468(lm468[:, :2]), rng, max_occluders=cfg.max_occluders)
             image, alpha, kinds = occ.image_bgr, occ.alpha, list(occ.kinds)
         image = self._degrade(image, rng)
-        return Sample(image, clean, lm468, self._visible(lm468, alpha), alpha, 1.0, kinds)
+        visible = self._visible(lm468, alpha)
+        parsing = None
+        if cfg.parsing_labels:
+            if head is None:  # the face's regions from its 68 points: a geometric estimate
+                from ..render.parsing import landmark_parsing
+
+                parsing = landmark_parsing([landmarks68_from_mp468(lm468[:, :2])], INPUT_SIZE, INPUT_SIZE)
+            else:  # exact: the rendered mesh's regions
+                parsing = cv2.warpAffine(head.parsing, affine, (INPUT_SIZE, INPUT_SIZE), flags=cv2.INTER_NEAREST,
+                                         borderMode=cv2.BORDER_REFLECT101)
+            parsing = _visible_parsing(parsing, alpha)
+        if head is None:
+            human68 = (_to_crop(face.landmarks68_label, affine, roi[2], INPUT_SIZE)
+                       if face.landmarks68_label is not None else None)
+            return Sample(image, clean, lm468, visible, alpha, 1.0, kinds, parsing=parsing, landmarks68=human68)
+        return Sample(image, clean, lm468, visible & head.self_visible468, alpha, 1.0, kinds,
+                      head.label_weight468, depth_label=False, source="render", parsing=parsing)
 
     def _jittered_roi(self, roi: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         cfg = self.config
@@ -163,7 +212,26 @@ class SampleEngine:
         whose faces the teacher all found, inside the image and clear of every face; else a
         procedural texture."""
         size = INPUT_SIZE
-        crop = None
+        crop = self._background(rng, size)
+        crop = self._photometric(crop, rng)
+        alpha = np.zeros((size, size), np.float32)
+        kinds: list[str] = []
+        if rng.random() < 0.5:  # occluders without a face (a hand alone is not a face)
+            from .occluders import occlude
+
+            centre = self.mean_landmarks68.mean(0)
+            fake68 = (self.mean_landmarks68 - centre) * rng.uniform(0.6, 1.0) + centre
+            occ = occlude(crop, fake68, rng, max_occluders=1)
+            crop, alpha, kinds = occ.image_bgr, occ.alpha, list(occ.kinds)
+        crop = self._degrade(crop, rng)
+        zeros = np.zeros((468, 3), np.float32)
+        parsing = _visible_parsing(np.zeros((size, size), np.uint8), alpha) if self.config.parsing_labels else None
+        return Sample(crop, crop.copy(), zeros, np.zeros(468, bool), alpha, 0.0, kinds, source="negative",
+                      parsing=parsing)
+
+    def _background(self, rng: np.random.Generator, size: int) -> np.ndarray:
+        """A (size, size) crop without a face: a region of a photo whose faces the teacher all found,
+        inside the image and clear of every face; else smooth coloured noise."""
         if self.complete_photos:
             faces = self.complete_photos[int(rng.integers(len(self.complete_photos)))]
             image = faces[0].image_bgr
@@ -177,25 +245,10 @@ class SampleEngine:
                 cx, cy = rng.uniform(half, w - half), rng.uniform(half, h - half)
                 if all(math.hypot(cx - f.roi[0], cy - f.roi[1]) > 0.75 * (side + f.roi[2]) for f in faces):
                     roi = np.array([cx, cy, side, rng.uniform(-math.pi, math.pi)])
-                    crop = cv2.warpAffine(image, crop_affine(roi), (size, size), borderMode=cv2.BORDER_REFLECT101)
-                    break
-        if crop is None:  # smooth coloured noise
-            low = rng.uniform(0, 255, (4, 4, 3)).astype(np.float32)
-            crop = cv2.resize(low, (size, size), interpolation=cv2.INTER_CUBIC)
-            crop = np.clip(crop + rng.normal(0, 12, crop.shape), 0, 255).astype(np.uint8)
-        crop = self._photometric(crop, rng)
-        alpha = np.zeros((size, size), np.float32)
-        kinds: list[str] = []
-        if rng.random() < 0.5:  # occluders without a face (a hand alone is not a face)
-            from .occluders import occlude
-
-            centre = self.mean_landmarks68.mean(0)
-            fake68 = (self.mean_landmarks68 - centre) * rng.uniform(0.6, 1.0) + centre
-            occ = occlude(crop, fake68, rng, max_occluders=1)
-            crop, alpha, kinds = occ.image_bgr, occ.alpha, list(occ.kinds)
-        crop = self._degrade(crop, rng)
-        zeros = np.zeros((468, 3), np.float32)
-        return Sample(crop, crop.copy(), zeros, np.zeros(468, bool), alpha, 0.0, kinds)
+                    return cv2.warpAffine(image, crop_affine(roi, size), (size, size), borderMode=cv2.BORDER_REFLECT101)
+        low = rng.uniform(0, 255, (4, 4, 3)).astype(np.float32)
+        crop = cv2.resize(low, (size, size), interpolation=cv2.INTER_CUBIC)
+        return np.clip(crop + rng.normal(0, 12, crop.shape), 0, 255).astype(np.uint8)
 
     def _photometric(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """Exposure, contrast, white balance, gamma (the clean and occluded images share it)."""
@@ -245,6 +298,46 @@ def teacher_faces(photos, config: dict | None = None, progress: bool = True) -> 
     return faces
 
 
+def annotated_teacher_faces(annotated, config: dict | None = None, progress: bool = True,
+                            max_nme: float = 0.25) -> tuple[list[TeacherFace], int]:
+    """Teacher faces for a public dataset's annotated faces (training/datasets.py): FaceMesh on the
+    image gives the ROI and the 468 points, the dataset's 68 points ride along as a human label.
+    A face the teacher does not find within `max_nme` (IOD-normalised) of its annotation is left
+    out. Returns (faces, number left out)."""
+    from tqdm import tqdm
+
+    from ..config import load_config
+    from ..core.roi import FrameImage
+    from ..pipeline import FacePipeline
+
+    cfg = config or load_config(overrides={"occlusion": {"enabled": False}, "detection": {"max_faces": 8}})
+    pipe = FacePipeline(cfg)
+    faces, left_out = [], 0
+    for a in tqdm(annotated, desc="teacher (FaceMesh on dataset images)", unit="face", disable=not progress):
+        if a.landmarks68 is None:
+            left_out += 1
+            continue
+        image = a.load_image()
+        pipe.reset()
+        tracked = pipe.tracker(FrameImage(image, pipe.device))
+        best, best_err = None, max_nme
+        for i in range(len(tracked.track_ids)):
+            lm468 = tracked.landmarks468[i].numpy().astype(np.float32)
+            err = float(np.linalg.norm(landmarks68_from_mp468(lm468[:, :2]) - a.landmarks68, axis=1).mean()
+                        / max(iod_px(a.landmarks68), 1.0))
+            if err < best_err:
+                best, best_err = i, err
+        if best is None:
+            left_out += 1
+            continue
+        faces.append(TeacherFace(f"{a.source}:{a.image_path.name}", f"{a.source}:{a.identity}", image,
+                                 tracked.rois[best].numpy().astype(np.float64),
+                                 tracked.landmarks468[best].numpy().astype(np.float32),
+                                 float(tracked.presence[best]), len(tracked.track_ids),
+                                 a.landmarks68.astype(np.float32)))
+    return faces, left_out
+
+
 def validation_identity(identity: str, fraction: float, seed: int = 0) -> bool:
     """Whether a `train` identity is held out for validation (seeded hash: stable across runs)."""
     h = int(hashlib.sha256(f"{seed}:{identity}".encode()).hexdigest()[:8], 16)
@@ -259,4 +352,10 @@ def collate(samples: list[Sample]) -> dict[str, torch.Tensor]:
         "landmarks468": torch.from_numpy(np.stack([s.landmarks468 for s in samples])),
         "visible468": torch.from_numpy(np.stack([s.visible468 for s in samples])),
         "presence": torch.tensor([s.presence for s in samples], dtype=torch.float32),
+        "landmark_weight468": torch.from_numpy(np.stack([
+            s.landmark_weight468 if s.landmark_weight468 is not None else np.ones(468, np.float32) for s in samples])),
+        "depth_weight": torch.tensor([float(s.depth_label) for s in samples], dtype=torch.float32),
+        "landmarks68": torch.from_numpy(np.stack([
+            s.landmarks68 if s.landmarks68 is not None else np.zeros((68, 2), np.float32) for s in samples])),
+        "has_landmarks68": torch.tensor([s.landmarks68 is not None for s in samples]),
     }
