@@ -58,6 +58,29 @@ def sample_loader(engine: SampleEngine, collate_fn, batch_size: int, step: int, 
         multiprocessing_context="spawn" if workers else None, persistent_workers=bool(workers))
 
 
+class Engines:
+    """A run's sample engines: training faces (+ rendered heads) and validation faces (photo
+    composites only: comparable across runs), split by identity; torch seeded, threads and device set."""
+
+    def __init__(self, cfg, faces: list[TeacherFace], device: str | None, progress: bool, **sample_overrides):
+        torch.manual_seed(cfg.seed)
+        if cfg.num_threads:
+            torch.set_num_threads(cfg.num_threads)
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.train_faces, self.val_faces = split_faces(faces, cfg.val_identity_fraction, cfg.seed)
+        sample_cfg = SampleConfig.from_dict({**cfg.samples, **sample_overrides, "seed": cfg.seed})
+        self.heads = (head_renderer(self.train_faces, cfg.render_textures, progress)
+                      if sample_cfg.render_fraction > 0 else None)
+        self.train = SampleEngine(self.train_faces, sample_cfg, self.heads)
+        self.val = SampleEngine(self.val_faces, SampleConfig.from_dict(
+            {**cfg.samples, **sample_overrides, "seed": cfg.seed + 1_000_003, "render_fraction": 0.0}))
+
+    def provenance(self) -> dict:
+        return {"head_textures": len(self.heads.textures) if self.heads is not None else 0,
+                "train_faces": len(self.train_faces), "val_faces": len(self.val_faces), "device": str(self.device),
+                "torch": torch.__version__}
+
+
 def cosine_lr(step: int, lr: float, warmup_steps: int, steps: int) -> float:
     """Linear warm-up, then cosine to 0 at `steps`."""
     if step < warmup_steps:
@@ -149,3 +172,97 @@ def plot_curves(history: dict, path: Path, loss_keys, val_keys, val_title: str, 
     fig.savefig(tmp, dpi=90)
     plt.close(fig)
     os.replace(tmp, path)
+
+
+class TrainingRun:
+    """The loop every trainer shares, in a run folder: resume from `checkpoint.pt`, warm-up + cosine
+    learning rate, gradient clipping, running means of the loss parts (history every 25 steps),
+    validation every `val_every` steps, a checkpoint every `checkpoint_every` steps and on Ctrl-C
+    (then no weights are written and KeyboardInterrupt goes on), `history.json` and `curves.png`
+    with each checkpoint; `finish` writes the weights and their provenance JSON.
+
+    `cfg` needs steps, lr, warmup_steps, val_every, checkpoint_every; `plot(history, path)` draws."""
+
+    def __init__(self, run_dir: str | Path, net: torch.nn.Module, opt: torch.optim.Optimizer, cfg, device,
+                 plot, resume: bool = True):
+        import sys
+
+        self.run = Path(run_dir)
+        self.run.mkdir(parents=True, exist_ok=True)
+        self.net, self.opt, self.cfg, self.device, self.plot = net, opt, cfg, device, plot
+        self.step, self.history = 0, {"step": [], "val_step": []}
+        self.checkpoint = self.run / "checkpoint.pt"
+        if resume and self.checkpoint.is_file():
+            state = torch.load(self.checkpoint, map_location=device, weights_only=True)
+            net.load_state_dict(state["model"])
+            opt.load_state_dict(state["optimizer"])
+            self.step, self.history = int(state["step"]), state["history"]
+            print(f"resumed {self.checkpoint} at step {self.step}", file=sys.stderr)
+
+    def save(self) -> None:
+        import json
+        from dataclasses import asdict
+
+        save_atomic(self.checkpoint, {"model": self.net.state_dict(), "optimizer": self.opt.state_dict(),
+                                      "step": self.step, "history": self.history, "config": asdict(self.cfg)})
+        (self.run / "history.json").write_text(json.dumps(self.history, indent=1))
+        self.plot(self.history, self.run / "curves.png")
+
+    def loop(self, loader, step_loss, evaluate, desc: str, progress: bool = True, note=lambda: "",
+             max_grad_norm: float = 1.0) -> float:
+        """Train over `loader`'s batches: `step_loss(batch) -> (loss, {part: float})`, `evaluate() ->
+        {figure: float}`, `note()` appended to each validation line. Returns the seconds it ran."""
+        import sys
+        import time
+
+        from tqdm import tqdm
+
+        cfg, history = self.cfg, self.history
+        running: dict[str, float] = {}
+        bar = tqdm(total=cfg.steps, initial=self.step, desc=desc, unit="step", disable=not progress)
+        started = time.perf_counter()
+        try:
+            for batch in loader:
+                self.net.train()
+                for group in self.opt.param_groups:
+                    group["lr"] = cosine_lr(self.step, cfg.lr, cfg.warmup_steps, cfg.steps)
+                loss, parts = step_loss({k: v.to(self.device) for k, v in batch.items()})
+                self.opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(self.net.parameters(), max_grad_norm)
+                self.opt.step()
+                self.step += 1
+                for k, v in {"loss": float(loss.detach()), **parts}.items():
+                    running[k] = v if k not in running else 0.95 * running[k] + 0.05 * v
+                bar.update(1)
+                bar.set_postfix(loss=f"{running['loss']:.4f}")
+                if self.step % 25 == 0 or self.step == cfg.steps:
+                    history["step"].append(self.step)
+                    for k, v in running.items():
+                        history.setdefault(k, []).append(v)
+                if self.step % cfg.val_every == 0 or self.step == cfg.steps:
+                    figures = evaluate()
+                    history["val_step"].append(self.step)
+                    for k, v in figures.items():
+                        history.setdefault("val_" + k, []).append(v)
+                    bar.write(f"step {self.step}: " + ", ".join(f"{k} {v:.4f}" for k, v in figures.items()) + note())
+                if self.step % cfg.checkpoint_every == 0:
+                    self.save()
+        except KeyboardInterrupt:
+            bar.close()
+            self.save()
+            print(f"\nstopped at step {self.step}: resumable checkpoint {self.checkpoint} (no weights written)",
+                  file=sys.stderr)
+            raise
+        bar.close()
+        self.save()
+        return time.perf_counter() - started
+
+    def finish(self, name: str, record: dict) -> Path:
+        """Write the weights `name` (state dict) and `name`.json (provenance) atomically; return the path."""
+        import json
+
+        weights = self.run / name
+        save_atomic(weights, {k: v.detach().cpu() for k, v in self.net.state_dict().items()})
+        atomic_write_bytes(weights.with_suffix(".json"), json.dumps(record, indent=1).encode())
+        return weights

@@ -12,7 +12,6 @@ only COFW, whose pixels live inside its .mat, holds them in memory. docs/trainin
 """
 from __future__ import annotations
 
-import hashlib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +21,7 @@ import numpy as np
 
 from ..app.samples import read_pts
 
-from .photo_pool import EvalPhotoError, TrainingPhotos, load_manifest, pool_dir
+from .photo_pool import EvalPhotoError, TrainingPhotos, load_manifest, pool_dir, sha256_file
 
 FORMATS = ("300w", "wflw", "cofw", "aflw2000-3d")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".ppm", ".bmp")  # preference order when two share a stem
@@ -441,14 +440,6 @@ def load_landmark_dataset(root: Path, format: str | None = None) -> list[Annotat
 
 # ---------------------------------------------------------------- the eval rule
 
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def eval_fingerprints(manifest: dict | None = None, pool_root: Path | None = None,
                       samples_root: Path | None = None) -> tuple[dict[str, str], dict[Path, str]]:
     """(sha256 -> eval photo id, resolved path -> eval photo id) of every eval photo and its annotation files.
@@ -484,7 +475,7 @@ def check_not_eval(paths: Iterable[Path], manifest: dict | None = None, pool_roo
         photo_id = eval_paths.get(path.resolve())
         if photo_id is None:
             try:
-                photo_id = hashes.get(_sha256_file(path))
+                photo_id = hashes.get(sha256_file(path))
             except OSError as exc:
                 raise DatasetError(f"cannot read {path}: {exc.strerror or exc}") from None
         if photo_id is not None:

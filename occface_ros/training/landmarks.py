@@ -19,9 +19,6 @@ command, config, data manifest digest, figures); all written atomically.
 from __future__ import annotations
 
 import hashlib
-import json
-import sys
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -30,9 +27,8 @@ import torch.nn.functional as F
 
 from ..landmarks.correspondence import landmarks68_from_mp468, load_correspondences
 from ..landmarks.occnet import OccLandmarkNet, build_occnet
-from ..paths import atomic_write_bytes
-from .common import cosine_lr, head_renderer, load_train_config, plot_curves, resolve_init_weights, sample_loader, save_atomic, split_faces
-from .samples import INPUT_SIZE, SampleConfig, SampleEngine, TeacherFace, collate
+from .common import Engines, TrainingRun, load_train_config, plot_curves, resolve_init_weights, sample_loader
+from .samples import INPUT_SIZE, TeacherFace, collate
 
 @dataclass
 class LandmarkTrainConfig:
@@ -152,21 +148,8 @@ class TrainResult:
 def train_landmarks(cfg: LandmarkTrainConfig, faces: list[TeacherFace], run_dir: str | Path, *, resume: bool = True,
                     progress: bool = True, provenance: dict | None = None, device: str | None = None) -> TrainResult:
     """Train (or resume) in `run_dir`; returns the final weights path (None when stopped early)."""
-    from tqdm import tqdm
-
-    run = Path(run_dir)
-    run.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(cfg.seed)
-    if cfg.num_threads:
-        torch.set_num_threads(cfg.num_threads)
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    train_faces, val_faces = split_faces(faces, cfg.val_identity_fraction, cfg.seed)
-    sample_cfg = SampleConfig.from_dict({**cfg.samples, "seed": cfg.seed})
-    heads = head_renderer(train_faces, cfg.render_textures, progress) if sample_cfg.render_fraction > 0 else None
-    engine = SampleEngine(train_faces, sample_cfg, heads)
-    # validation: photo composites only (comparable across runs and with FaceMesh)
-    val_cfg = {**cfg.samples, "seed": cfg.seed + 1_000_003, "render_fraction": 0.0}
-    val_engine = SampleEngine(val_faces, SampleConfig.from_dict(val_cfg))
+    engines = Engines(cfg, faces, device, progress)
+    dev, engine, val_engine = engines.device, engines.train, engines.val
     val_samples = [val_engine.sample(i) for i in range(cfg.val_samples)]
     val = {k: v.to(dev) for k, v in collate(val_samples).items()}
     val_occluded = torch.tensor([bool(s.kinds) for s in val_samples], device=dev)
@@ -178,75 +161,21 @@ def train_landmarks(cfg: LandmarkTrainConfig, faces: list[TeacherFace], run_dir:
         net.load_state_dict(torch.load(init_path, map_location=dev, weights_only=True))
         init_sha256 = hashlib.sha256(init_path.read_bytes()).hexdigest()
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    history: dict = {"step": [], "loss": [], "xy": [], "visibility": [], "presence": [], "val_step": []}
-    step = 0
-    ckpt_path = run / "checkpoint.pt"
-    if resume and ckpt_path.is_file():
-        state = torch.load(ckpt_path, map_location=dev, weights_only=True)
-        net.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        step, history = int(state["step"]), state["history"]
-        print(f"resumed {ckpt_path} at step {step}", file=sys.stderr)
+    training = TrainingRun(run_dir, net, opt, cfg, dev, _plot, resume)
+    history = training.history
     if "facemesh" not in history:
         from ..nets.models import build_network
 
         history["facemesh"] = evaluate(build_network("face_landmarks").to(dev), val, val_occluded)
 
-    def save() -> None:
-        save_atomic(ckpt_path, {"model": net.state_dict(), "optimizer": opt.state_dict(), "step": step,
-                                      "history": history, "config": asdict(cfg)})
-        (run / "history.json").write_text(json.dumps(history, indent=1))
-        _plot(history, run / "curves.png")
-
-    loader = sample_loader(engine, collate, cfg.batch_size, step, cfg.steps, cfg.workers)
-    running: dict[str, float] = {}
-    bar = tqdm(total=cfg.steps, initial=step, desc="train landmarks", unit="step", disable=not progress)
-    started = time.perf_counter()
-    try:
-        for batch in loader:
-            net.train()
-            for group in opt.param_groups:
-                group["lr"] = cosine_lr(step, cfg.lr, cfg.warmup_steps, cfg.steps)
-            batch = {k: v.to(dev) for k, v in batch.items()}
-            loss, parts = landmark_loss(net(batch["image"]), batch, cfg)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
-            opt.step()
-            step += 1
-            for k, v in {"loss": float(loss.detach()), **parts}.items():
-                running[k] = v if k not in running else 0.95 * running[k] + 0.05 * v
-            bar.update(1)
-            bar.set_postfix(loss=f"{running['loss']:.4f}", xy=f"{running['xy']:.4f}")
-            if step % 25 == 0 or step == cfg.steps:
-                history["step"].append(step)
-                for k in ("loss", "xy", "visibility", "presence"):
-                    history[k].append(running[k])
-            if step % cfg.val_every == 0 or step == cfg.steps:
-                figures = evaluate(net, val, val_occluded)
-                history["val_step"].append(step)
-                for k, v in figures.items():
-                    history.setdefault("val_" + k, []).append(v)
-                bar.write(f"step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in figures.items())
-                          + f" (FaceMesh: occluded {history['facemesh']['nme_occluded']:.4f}, "
-                            f"clean {history['facemesh']['nme_clean']:.4f})")
-            if step % cfg.checkpoint_every == 0:
-                save()
-    except KeyboardInterrupt:
-        bar.close()
-        save()
-        print(f"\nstopped at step {step}: resumable checkpoint {ckpt_path} (no weights written)", file=sys.stderr)
-        raise
-    bar.close()
-    save()
+    loader = sample_loader(engine, collate, cfg.batch_size, training.step, cfg.steps, cfg.workers)
+    elapsed = training.loop(loader, lambda batch: landmark_loss(net(batch["image"]), batch, cfg),
+                            lambda: evaluate(net, val, val_occluded), "train landmarks", progress,
+                            note=lambda: (f" (FaceMesh: occluded {history['facemesh']['nme_occluded']:.4f}, "
+                                          f"clean {history['facemesh']['nme_clean']:.4f})"))
     figures = evaluate(net, val, val_occluded)
-    elapsed = time.perf_counter() - started
-    weights = run / "occnet_landmarks.pt"
-    record = {**(provenance or {}), "steps": step, "config": asdict(cfg), "init_weights_sha256": init_sha256,
-              "head_textures": len(heads.textures) if heads is not None else 0, "validation": figures,
-              "validation_facemesh": history["facemesh"], "train_faces": len(train_faces),
-              "val_faces": len(val_faces), "seconds_this_session": round(elapsed, 1),
-              "device": str(dev), "torch": torch.__version__}
-    save_atomic(weights, {k: v.detach().cpu() for k, v in net.state_dict().items()})
-    atomic_write_bytes(weights.with_suffix(".json"), json.dumps(record, indent=1).encode())
-    return TrainResult(weights, step, figures, history["facemesh"])
+    record = {**(provenance or {}), "steps": training.step, "config": asdict(cfg), "init_weights_sha256": init_sha256,
+              "validation": figures, "validation_facemesh": history["facemesh"], **engines.provenance(),
+              "seconds_this_session": round(elapsed, 1)}
+    weights = training.finish("occnet_landmarks.pt", record)
+    return TrainResult(weights, training.step, figures, history["facemesh"])

@@ -13,9 +13,6 @@ A run directory holds `checkpoint.pt` (resumable, also after Ctrl-C), `curves.pn
 """
 from __future__ import annotations
 
-import json
-import sys
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -26,17 +23,8 @@ import torch.nn.functional as F
 
 from ..core.labels import FACE_LABELS, LABELS, OCCLUDER, label_mask
 from ..occlusion.parser import ParsingUNet
-from ..paths import atomic_write_bytes
-from .common import (
-    cosine_lr,
-    head_renderer,
-    load_train_config,
-    plot_curves,
-    sample_loader,
-    save_atomic,
-    split_faces,
-)
-from .samples import SampleConfig, SampleEngine, TeacherFace
+from .common import Engines, TrainingRun, load_train_config, plot_curves, sample_loader
+from .samples import TeacherFace
 
 
 @dataclass
@@ -105,6 +93,10 @@ def evaluate_parser(net: ParsingUNet, val: dict) -> dict[str, float]:
             "occluder_f1": _f1(pred[occ] == OCCLUDER, truth[occ] == OCCLUDER) if bool(occ.any()) else float("nan")}
 
 
+def _plot(history: dict, path: Path) -> None:
+    plot_curves(history, path, ("loss",), ("mean_iou", "face_f1", "occluder_f1"), "validation (held-out identities)")
+
+
 @dataclass
 class ParserTrainResult:
     weights: Path | None
@@ -115,83 +107,21 @@ class ParserTrainResult:
 def train_parser(cfg: ParserTrainConfig, faces: list[TeacherFace], run_dir: str | Path, *, resume: bool = True,
                  progress: bool = True, provenance: dict | None = None, device: str | None = None) -> ParserTrainResult:
     """Train (or resume) in `run_dir`; returns the final weights path."""
-    from tqdm import tqdm
-
-    run = Path(run_dir)
-    run.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(cfg.seed)
-    if cfg.num_threads:
-        torch.set_num_threads(cfg.num_threads)
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    train_faces, val_faces = split_faces(faces, cfg.val_identity_fraction, cfg.seed)
-    sample_cfg = SampleConfig.from_dict({**cfg.samples, "seed": cfg.seed, "parsing_labels": True})
-    heads = head_renderer(train_faces, cfg.render_textures, progress) if sample_cfg.render_fraction > 0 else None
-    engine = SampleEngine(train_faces, sample_cfg, heads)
-    val_cfg = {**cfg.samples, "seed": cfg.seed + 1_000_003, "render_fraction": 0.0, "parsing_labels": True}
-    val_engine = SampleEngine(val_faces, SampleConfig.from_dict(val_cfg))
+    engines = Engines(cfg, faces, device, progress, parsing_labels=True)
+    dev, engine, val_engine = engines.device, engines.train, engines.val
     collate = ParsingCollate(cfg.input_size)
     val = {k: v.to(dev) for k, v in collate([val_engine.sample(i) for i in range(cfg.val_samples)]).items()}
 
     net = ParsingUNet(cfg.base_channels, input_size=cfg.input_size).to(dev).train()
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    history: dict = {"step": [], "loss": [], "val_step": []}
-    step = 0
-    ckpt_path = run / "checkpoint.pt"
-    if resume and ckpt_path.is_file():
-        state = torch.load(ckpt_path, map_location=dev, weights_only=True)
-        net.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        step, history = int(state["step"]), state["history"]
-        print(f"resumed {ckpt_path} at step {step}", file=sys.stderr)
+    training = TrainingRun(run_dir, net, opt, cfg, dev, _plot, resume)
+    loader = sample_loader(engine, collate, cfg.batch_size, training.step, cfg.steps, cfg.workers)
 
-    def save() -> None:
-        save_atomic(ckpt_path, {"model": net.state_dict(), "optimizer": opt.state_dict(), "step": step,
-                                "history": history, "config": asdict(cfg)})
-        (run / "history.json").write_text(json.dumps(history, indent=1))
-        plot_curves(history, run / "curves.png", ("loss",), ("mean_iou", "face_f1", "occluder_f1"),
-                    "validation (held-out identities)")
+    def step_loss(batch):
+        return F.cross_entropy(net(batch["image"]), batch["parsing"]), {}
 
-    loader = sample_loader(engine, collate, cfg.batch_size, step, cfg.steps, cfg.workers)
-    running = None
-    bar = tqdm(total=cfg.steps, initial=step, desc="train parser", unit="step", disable=not progress)
-    started = time.perf_counter()
-    try:
-        for batch in loader:
-            net.train()
-            for group in opt.param_groups:
-                group["lr"] = cosine_lr(step, cfg.lr, cfg.warmup_steps, cfg.steps)
-            loss = F.cross_entropy(net(batch["image"].to(dev)), batch["parsing"].to(dev))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            step += 1
-            running = float(loss.detach()) if running is None else 0.95 * running + 0.05 * float(loss.detach())
-            bar.update(1)
-            bar.set_postfix(loss=f"{running:.4f}")
-            if step % 25 == 0 or step == cfg.steps:
-                history["step"].append(step)
-                history["loss"].append(running)
-            if step % cfg.val_every == 0 or step == cfg.steps:
-                figures = evaluate_parser(net, val)
-                history["val_step"].append(step)
-                for k, v in figures.items():
-                    history.setdefault("val_" + k, []).append(v)
-                bar.write(f"step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in figures.items()))
-            if step % cfg.checkpoint_every == 0:
-                save()
-    except KeyboardInterrupt:
-        bar.close()
-        save()
-        print(f"\nstopped at step {step}: resumable checkpoint {ckpt_path} (no weights written)", file=sys.stderr)
-        raise
-    bar.close()
-    save()
+    elapsed = training.loop(loader, step_loss, lambda: evaluate_parser(net, val), "train parser", progress)
     figures = evaluate_parser(net, val)
-    weights = run / "parser.pt"
-    record = {**(provenance or {}), "steps": step, "config": asdict(cfg), "validation": figures,
-              "head_textures": len(heads.textures) if heads is not None else 0, "train_faces": len(train_faces),
-              "val_faces": len(val_faces), "seconds_this_session": round(time.perf_counter() - started, 1),
-              "device": str(dev), "torch": torch.__version__}
-    save_atomic(weights, {k: v.detach().cpu() for k, v in net.state_dict().items()})
-    atomic_write_bytes(weights.with_suffix(".json"), json.dumps(record, indent=1).encode())
-    return ParserTrainResult(weights, step, figures)
+    record = {**(provenance or {}), "steps": training.step, "config": asdict(cfg), "validation": figures,
+              **engines.provenance(), "seconds_this_session": round(elapsed, 1)}
+    return ParserTrainResult(training.finish("parser.pt", record), training.step, figures)

@@ -116,7 +116,8 @@ def pool_dir() -> Path:
 
 # ---------------------------------------------------------------- fetching
 
-def _sha256_file(path: Path) -> str:
+def sha256_file(path: Path) -> str:
+    """sha256 hex digest of a file, read in 1 MB chunks."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -135,7 +136,7 @@ def _source_files(manifest: dict) -> dict[str, dict[str, str]]:
 
 
 def _complete(folder: Path, members: dict[str, str]) -> bool:
-    return all((folder / m).is_file() and _sha256_file(folder / m) == h for m, h in members.items())
+    return all((folder / m).is_file() and sha256_file(folder / m) == h for m, h in members.items())
 
 
 def _download_source(key: str, src: dict, members: dict[str, str], staging: Path, apt_dir: Path, progress: bool) -> None:
@@ -195,7 +196,7 @@ def fetch_pool(root: Path | None = None, progress: bool = True, sources=None,
         staging = Path(tempfile.mkdtemp(prefix=f".staging-{key}.", dir=root))
         try:
             _download_source(key, src, files[key], staging, root / ".apt", progress)
-            bad = [m for m, h in files[key].items() if _sha256_file(staging / m) != h]
+            bad = [m for m, h in files[key].items() if sha256_file(staging / m) != h]
             if bad:
                 raise RuntimeError(f"sha256 mismatch for {len(bad)} file(s), e.g. {bad[0]}")
             if final.exists():
