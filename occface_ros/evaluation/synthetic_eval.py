@@ -6,7 +6,7 @@ import numpy as np
 
 from . import metrics as M
 from .examples import Example, projected_meshes
-from .progress import TIMING, WARM, Progress
+from .progress import COLD, TIMING, WARM, Progress
 from .reference_column import Reference
 from .results import match_face, match_landmarks, predicted_mask
 from .settings import EvalSettings
@@ -16,16 +16,19 @@ from .summary import mean_defined
 YAW_BINS_DEG = ((0.0, 30.0), (30.0, 60.0), (60.0, 75.0))
 
 
-def _run_sequence(pipeline, seq, settings: EvalSettings, progress: Progress, stage: str):
-    """Clean then occluded frames through the pipeline as two videos -> (FrameResults by version,
-    per-frame NME and pose error by version; None where the face was missed)."""
+def _run_sequence(pipeline, seq, settings: EvalSettings, progress: Progress, stage: str, independent: bool = False):
+    """Clean then occluded frames through the pipeline as two videos (`independent`: each frame on
+    its own, the tracks reset before it) -> (FrameResults by version, per-frame NME and pose error by
+    version; None where the face was missed)."""
     per = {name: {"nme": [], "pose_error_deg": []} for name in ("clean", "occluded")}
     results = {}
     for name, frames in (("clean", seq.clean_bgr), ("occluded", seq.frames_bgr)):
         pipeline.reset()
         res_list = []
         for i, f in enumerate(frames):
-            res = TIMING.process(pipeline, f, i / settings.fps, WARM)
+            if independent:
+                pipeline.reset()
+            res = TIMING.process(pipeline, f, i / settings.fps, COLD if independent else WARM)
             progress.step(stage=f"{stage} {name}")
             res_list.append(res)
             face = match_face(res.faces, seq.landmarks68[i])
@@ -54,7 +57,9 @@ def _reference_nme(reference: Reference, seq) -> dict | None:
 
 def evaluate_yaw_bins(pipeline, reference: Reference, settings: EvalSettings, progress: Progress) -> dict | None:
     """A second rendered sequence sweeping yaw +-75 deg: NME by |yaw| bin, ours and MediaPipe, clean
-    and occluded (frames where a run missed the face are counted as missed, not in the mean)."""
+    and occluded, each frame on its own (a pose measurement: the sweep is faster than a head turns,
+    so tracking and smoothing lag would dominate a video run; MediaPipe runs in static-image mode
+    too). Frames where a run missed the face are counted as missed, not in the mean."""
     if settings.yaw_sweep_frames <= 0:
         return None
     from .synthetic import make_sequence
@@ -62,7 +67,7 @@ def evaluate_yaw_bins(pipeline, reference: Reference, settings: EvalSettings, pr
     width, height = settings.synthetic_size
     seq = make_sequence(num_frames=settings.yaw_sweep_frames, width=width, height=height, config=pipeline.config,
                         fps=settings.fps, seed=settings.seed + 1, yaw_amplitude_deg=75.0)
-    _, per = _run_sequence(pipeline, seq, settings, progress, "yaw sweep")
+    _, per = _run_sequence(pipeline, seq, settings, progress, "yaw sweep", independent=True)
     ref = _reference_nme(reference, seq)
     yaw = np.abs(seq.angles_deg[:, 0])
     bins = []
