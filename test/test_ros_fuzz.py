@@ -117,7 +117,8 @@ class Peer:
         self.pub = self.node.create_publisher(Image, f"{NS}/image", qos_profile_sensor_data)
         self.executor = SingleThreadedExecutor(context=self.ctx)
         self.executor.add_node(self.node)
-        threading.Thread(target=self.executor.spin, daemon=True).start()
+        self.spin = threading.Thread(target=self.executor.spin, daemon=True)
+        self.spin.start()
         self.sec = 1000
 
     def publish(self, msg):
@@ -137,6 +138,7 @@ class Peer:
         import rclpy
 
         self.executor.shutdown()
+        self.spin.join(5)  # a handler still running would use the destroyed node
         self.node.destroy_node()
         rclpy.try_shutdown(context=self.ctx)
 

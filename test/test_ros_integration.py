@@ -74,7 +74,8 @@ class LiveNode:
         self.pub = self.node.create_publisher(Image, "/itest/image", qos_profile_sensor_data)
         self.executor = SingleThreadedExecutor(context=self.ctx)
         self.executor.add_node(self.node)
-        threading.Thread(target=self.executor.spin, daemon=True).start()
+        self.spin = threading.Thread(target=self.executor.spin, daemon=True)
+        self.spin.start()
         self.stamp = 2000
         deadline = time.monotonic() + 120
         while self.pub.get_subscription_count() == 0:
@@ -87,6 +88,7 @@ class LiveNode:
         import rclpy
 
         self.executor.shutdown()
+        self.spin.join(5)  # a handler still running would use the destroyed node
         self.node.destroy_node()
         rclpy.try_shutdown(context=self.ctx)
         if self.proc.poll() is None:

@@ -364,3 +364,23 @@ def test_rep155_faces_follow_the_lifecycle(ctx):
         assert mgr.serves() and node.hri is None
     finally:
         mgr.close()
+
+
+def test_repeated_cycles_keep_the_executor_spinning(ctx):
+    """Twenty configure/activate/serve/deactivate/cleanup cycles (publishers, the image subscription
+    and REP-155 per-face topics made and destroyed each time) while a two-thread executor spins:
+    the executor thread survives and every transition is answered (rclpy's event handlers made a
+    destroyed publisher kill the spin thread, ros2/rclpy#1284)."""
+    node = make_node(ctx)
+    mgr = Manager(ctx, node)
+    try:
+        for cycle in range(20):
+            assert mgr.transition(Transition.TRANSITION_CONFIGURE), cycle
+            assert mgr.transition(Transition.TRANSITION_ACTIVATE), cycle
+            assert mgr.serves(), cycle
+            assert mgr.transition(Transition.TRANSITION_DEACTIVATE), cycle
+            assert mgr.transition(Transition.TRANSITION_CLEANUP), cycle
+            assert mgr.thread.is_alive(), f"executor thread died in cycle {cycle}"
+        assert mgr.state() == "unconfigured"
+    finally:
+        mgr.close()

@@ -84,6 +84,7 @@ class FramePump:
         self.running = False
         self.pump.join(2)
         self.executor.shutdown()
+        self.spin.join(5)  # a handler still running would use the destroyed node
         self.node.destroy_node()
         rclpy.try_shutdown(context=self.ctx)
 

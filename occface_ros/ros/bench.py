@@ -365,6 +365,7 @@ def run_bench_ros(duration_s: float = 20.0, rate_hz: float = 30.0, step_s: float
             log(f"bench-ros: peak input rate with < {100 * drop_limit:g}% drops: {lo:.1f} Hz")
     finally:
         executor.shutdown()
+        spin.join(5)  # a handler still running would use the destroyed node
         node.destroy_node()
         rclpy.try_shutdown(context=ctx)
         result["node_exit_code"] = stop_node(proc)

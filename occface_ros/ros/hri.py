@@ -234,6 +234,7 @@ class HriFacePublisher:
     def __init__(self, node, params, model, tf_publisher=None):
         from rclpy.qos import QoSDurabilityPolicy, QoSHistoryPolicy, QoSProfile, QoSReliabilityPolicy
 
+        from .entities import DESTROYABLE_PUBLISHER
         from .outputs import TFMessage  # None without tf2_msgs
 
         if IdsList is None or (tf_publisher is None and TFMessage is None):
@@ -243,12 +244,12 @@ class HriFacePublisher:
         self.sellion = SellionBasis.from_model(model)
         # hri_face_detect's QoS (reliable, volatile, depth 1): latest state per topic
         self.qos = QoSProfile(reliability=QoSReliabilityPolicy.RELIABLE, history=QoSHistoryPolicy.KEEP_LAST, depth=1)
-        self.pub_tracked = node.create_publisher(IdsList, TRACKED_TOPIC, self.qos)
+        self.pub_tracked = node.create_publisher(IdsList, TRACKED_TOPIC, self.qos, **DESTROYABLE_PUBLISHER)
         self._own_tf = tf_publisher is None
         if tf_publisher is None:
             tf_qos = QoSProfile(reliability=QoSReliabilityPolicy.RELIABLE, history=QoSHistoryPolicy.KEEP_LAST,
                                 depth=100, durability=QoSDurabilityPolicy.VOLATILE)  # tf2_ros' /tf QoS
-            tf_publisher = node.create_publisher(TFMessage, "/tf", tf_qos)
+            tf_publisher = node.create_publisher(TFMessage, "/tf", tf_qos, **DESTROYABLE_PUBLISHER)
         self.pub_tf = tf_publisher
         self.faces: dict[str, _FaceTopics] = {}
 
@@ -257,12 +258,16 @@ class HriFacePublisher:
         if topics is None:
             from sensor_msgs.msg import Image
 
+            from .entities import DESTROYABLE_PUBLISHER
+
             ns = f"{FACE_NAMESPACE}/{fid}"
-            create = self.node.create_publisher
+
+            def create(msg_type, suffix):
+                return self.node.create_publisher(msg_type, ns + suffix, self.qos, **DESTROYABLE_PUBLISHER)
+
             topics = self.faces[fid] = _FaceTopics(
-                create(NormalizedRegionOfInterest2D, ns + "/roi", self.qos),
-                create(FacialLandmarks, ns + "/landmarks", self.qos),
-                create(Image, ns + "/cropped", self.qos), create(Image, ns + "/aligned", self.qos), t)
+                create(NormalizedRegionOfInterest2D, "/roi"), create(FacialLandmarks, "/landmarks"),
+                create(Image, "/cropped"), create(Image, "/aligned"), t)
         topics.last_seen_s = t
         return topics
 

@@ -49,6 +49,7 @@ from visualization_msgs.msg import MarkerArray
 from ..config import ConfigError, load_config
 from . import messages as M
 from .pipeline_protocol import FacePipelineLike, PipelineFactory, default_pipeline_factory
+from .entities import DESTROYABLE_PUBLISHER, DESTROYABLE_SUBSCRIPTION
 from .diagnostics import ERROR, OK, Health, Thresholds
 from .image_conversion import ImageConversionError, have_cv_bridge, image_msg_to_bgr8
 from .outputs import OutputBuilder, TFMessage
@@ -274,13 +275,13 @@ class OccfaceNode(LifecycleNode):
         node is active). Outputs added later (e.g. REP-155 /humans/faces/*) are created here too and
         listed in publishers_by_key, so _destroy_publishers releases them."""
         pub = self.create_lifecycle_publisher
-        self.pub_faces = pub(FaceArray, "~/faces", OUTPUT_QOS)
-        self.pub_poses = pub(PoseArray, "~/head_poses", OUTPUT_QOS)
-        self.pub_markers = pub(MarkerArray, "~/mesh_markers", OUTPUT_QOS)
-        self.pub_mask = pub(Image, "~/occlusion_mask", OUTPUT_QOS)
-        self.pub_parsing = pub(Image, "~/parsing", OUTPUT_QOS)
-        self.pub_debug = pub(Image, "~/debug_image", OUTPUT_QOS)
-        self.pub_tf = pub(TFMessage, "/tf", TF_QOS) if TFMessage is not None else None
+        self.pub_faces = pub(FaceArray, "~/faces", OUTPUT_QOS, **DESTROYABLE_PUBLISHER)
+        self.pub_poses = pub(PoseArray, "~/head_poses", OUTPUT_QOS, **DESTROYABLE_PUBLISHER)
+        self.pub_markers = pub(MarkerArray, "~/mesh_markers", OUTPUT_QOS, **DESTROYABLE_PUBLISHER)
+        self.pub_mask = pub(Image, "~/occlusion_mask", OUTPUT_QOS, **DESTROYABLE_PUBLISHER)
+        self.pub_parsing = pub(Image, "~/parsing", OUTPUT_QOS, **DESTROYABLE_PUBLISHER)
+        self.pub_debug = pub(Image, "~/debug_image", OUTPUT_QOS, **DESTROYABLE_PUBLISHER)
+        self.pub_tf = pub(TFMessage, "/tf", TF_QOS, **DESTROYABLE_PUBLISHER) if TFMessage is not None else None
         self.publishers_by_key = {
             "faces": self.pub_faces, "head_poses": self.pub_poses, "tf": self.pub_tf, "occlusion_mask": self.pub_mask,
             "parsing": self.pub_parsing, "mesh_markers": self.pub_markers, "debug_image": self.pub_debug}
@@ -297,11 +298,12 @@ class OccfaceNode(LifecycleNode):
         self.pub_parsing = self.pub_debug = self.pub_tf = None
 
     def _create_subscriptions(self) -> None:
-        self.sub_image = self.create_subscription(Image, "image", self._on_image, qos_profile_sensor_data)
+        self.sub_image = self.create_subscription(Image, "image", self._on_image, qos_profile_sensor_data,
+                                                 **DESTROYABLE_SUBSCRIPTION)
         self._image_topic = self.sub_image.topic_name
         if self._use_camera_info:
             self.sub_info = self.create_subscription(CameraInfo, "camera_info", self._on_camera_info,
-                                                     qos_profile_sensor_data)
+                                                     qos_profile_sensor_data, **DESTROYABLE_SUBSCRIPTION)
 
     def _destroy_subscriptions(self) -> None:
         with self._lock:

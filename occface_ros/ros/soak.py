@@ -196,7 +196,8 @@ def run_soak_ros(minutes: float, rate_hz: float = 30.0, canned: bool = False, co
     pub = node.create_publisher(Image, IMAGE_TOPIC, qos_profile_sensor_data)
     executor = SingleThreadedExecutor(context=ctx)
     executor.add_node(node)
-    threading.Thread(target=executor.spin, daemon=True).start()
+    spin = threading.Thread(target=executor.spin, daemon=True)
+    spin.start()
     msgs = [fill_image_msg(Image(), f, "bgr8", Header(frame_id="soak_camera")) for f in clip_frames(frames)]
     report: dict = {"pipeline": "CannedPipeline (the ROS layer alone)" if canned else "FacePipeline",
                     "image": f"{msgs[0].width}x{msgs[0].height} bgr8", "rate_hz": rate_hz, "minutes": minutes,
@@ -282,6 +283,7 @@ def run_soak_ros(minutes: float, rate_hz: float = 30.0, canned: bool = False, co
             diag_levels = dict(probe.diag_levels)
     finally:
         executor.shutdown()
+        spin.join(5)  # a handler still running would use the destroyed node
         node.destroy_node()
         rclpy.try_shutdown(context=ctx)
         report["node_exit_code"] = stop_node(proc)

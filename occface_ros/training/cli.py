@@ -151,15 +151,42 @@ def cmd_train_landmarks(args) -> int:
     return 0
 
 
+def _parsing_datasets(folders, data_format: str | None):
+    """Labelled faces of public face-parsing datasets (`--data DIR`), each folder's provenance."""
+    from .parsing_datasets import dataset_record, detect_parsing_format, load_parsing_dataset, subject_side_agreement
+
+    faces, records = [], []
+    for folder in folders:
+        name = data_format or detect_parsing_format(Path(folder))
+        found = load_parsing_dataset(Path(folder), name)  # refuses eval photos
+        agreement, told = subject_side_agreement(found)
+        record = {**dataset_record(Path(folder), name, found), "subject_side_agreement": agreement if told else None}
+        sides = (f"left/right look like the subject's on {agreement:.0%} of {told} checked" if told
+                 else "left/right not checkable (no eyes and nose in the faces checked)")
+        print(f"{folder}: {len(found)} labelled {name} faces; {sides}", file=sys.stderr)
+        if told and agreement < 0.5:
+            print(f"warning: {folder}'s left/right labels look like the image's, not the subject's: "
+                  "see the mapping constants in occface_ros/training/parsing_datasets.py", file=sys.stderr)
+        records.append(record)
+        faces += found
+    return faces, records
+
+
 def cmd_train_parser(args) -> int:
     from .parser import ParserTrainConfig, train_parser
 
     cfg = ParserTrainConfig.load(args.config)
     if args.steps:
         cfg.steps = args.steps
+    if args.data_fraction is not None:
+        cfg.dataset_fraction = args.data_fraction
+    record = _provenance(args)
+    datasets = None
+    if args.data:
+        datasets, record["datasets"] = _parsing_datasets(args.data, args.data_format)
     _, faces = _teacher(progress=not args.quiet)
     result = train_parser(cfg, faces, args.output, resume=not args.restart, progress=not args.quiet,
-                          provenance=_provenance(args), device=args.device)
+                          provenance=record, device=args.device, datasets=datasets)
     print(f"step {result.step}: validation {result.figures} -> {result.weights}", file=sys.stderr)
     if args.install and result.weights is not None:
         from ..occlusion.parser import DEFAULT_WEIGHTS
@@ -197,4 +224,12 @@ def add_training_commands(sub) -> None:
                                  "to train on beside the photo pool; repeatable")
             tl.add_argument("--data-format", choices=("300w", "wflw", "cofw", "aflw2000-3d"),
                             help="the --data folders' format (default: detected)")
+        else:
+            tl.add_argument("--data", action="append", metavar="DIR",
+                            help="a public face-parsing dataset folder (CelebAMask-HQ, LaPa) whose labelled "
+                                 "faces fill part of every batch; repeatable")
+            tl.add_argument("--data-format", choices=("celebamask-hq", "lapa"),
+                            help="the --data folders' format (default: detected)")
+            tl.add_argument("--data-fraction", type=float, metavar="F",
+                            help="fraction of each batch from --data (default: the config's dataset_fraction)")
         tl.set_defaults(func=func)

@@ -8,6 +8,11 @@ pretrained parsing weights exist offline: the network starts from random weights
 Validation on `train` identities held out by a seeded hash: pixel accuracy, mean IoU over the
 labels present, F1 of "visible face" (any face label) and of OCCLUDER on occluded crops.
 
+Real labels (`datasets=`, training/parsing_datasets.py: CelebAMask-HQ, LaPa): `dataset_fraction` of
+every batch are crops of those faces (`DatasetMix`), framed as the tracker frames a face, jittered
+and mirrored like the engine's, with its photometric and sensor augmentation. Their faces are split
+by the same identity hash; the held-out ones give the `dataset_*` validation figures.
+
 A run directory holds `checkpoint.pt` (resumable, also after Ctrl-C), `curves.png`,
 `history.json`, and at the end `parser.pt` + `.json` (provenance); all written atomically.
 """
@@ -24,7 +29,7 @@ import torch.nn.functional as F
 from ..core.labels import FACE_LABELS, LABELS, OCCLUDER, label_mask
 from ..occlusion.parser import ParsingUNet
 from .common import Engines, TrainingRun, load_train_config, plot_curves, sample_loader
-from .samples import TeacherFace
+from .samples import INPUT_SIZE, Sample, SampleEngine, TeacherFace, validation_identity
 
 
 @dataclass
@@ -46,6 +51,7 @@ class ParserTrainConfig:
     workers: int = 1
     seed: int = 0
     render_textures: int = 0
+    dataset_fraction: float = 0.5  # of each batch from real labelled faces, when `datasets` are given
     samples: dict = field(default_factory=dict)
 
     @classmethod
@@ -94,7 +100,53 @@ def evaluate_parser(net: ParsingUNet, val: dict) -> dict[str, float]:
 
 
 def _plot(history: dict, path: Path) -> None:
-    plot_curves(history, path, ("loss",), ("mean_iou", "face_f1", "occluder_f1"), "validation (held-out identities)")
+    plot_curves(history, path, ("loss",), ("mean_iou", "face_f1", "occluder_f1", "dataset_mean_iou"),
+                "validation (held-out identities)")
+
+
+class DatasetMix:
+    """The engine's sample stream with the first round(fraction x batch_size) samples of every batch
+    replaced by crops of real labelled faces (parsing_datasets.ParsingFace); like the engine's, each
+    sample is a function of (seed, index), so a resumed run sees the same stream."""
+
+    def __init__(self, engine: SampleEngine, faces: list, fraction: float, batch_size: int, roi_scale: float = 1.5):
+        if not 0.0 <= fraction <= 1.0:
+            raise ValueError(f"dataset_fraction {fraction} is not in [0, 1]")
+        self.engine, self.faces, self.batch_size, self.roi_scale = engine, faces, batch_size, roi_scale
+        self.per_batch = round(fraction * batch_size) if faces else 0
+
+    def sample(self, index: int) -> Sample:
+        if index % self.batch_size >= self.per_batch:
+            return self.engine.sample(index)
+        rng = np.random.default_rng([self.engine.config.seed, 0x5EA1, index])  # apart from the engine's streams
+        return self.dataset_sample(self.faces[int(rng.integers(len(self.faces)))], rng)
+
+    def dataset_sample(self, face, rng: np.random.Generator) -> Sample:
+        """A face crop at the engine's size with its labels; kinds ["dataset_occluder"] when an
+        occluder (glasses, hat) shows in it."""
+        from .parsing_datasets import face_roi, parsing_crop
+
+        cfg = self.engine.config
+        image, labels = face.load()
+        roi, _ = face_roi(labels, self.roi_scale)
+        crop, crop_labels = parsing_crop(image, labels, roi, INPUT_SIZE, rng, cfg.scale_range, cfg.shift_fraction,
+                                         cfg.angle_std_deg)
+        # the engine's own photometric and sensor augmentation: real and synthetic crops share them
+        clean = self.engine._photometric(crop, rng)
+        degraded = self.engine._degrade(clean, rng)
+        kinds = ["dataset_occluder"] if bool((crop_labels == OCCLUDER).any()) else []
+        return Sample(degraded, clean, np.zeros((468, 3), np.float32), np.zeros(468, bool),
+                      np.zeros((INPUT_SIZE, INPUT_SIZE), np.float32), 1.0, kinds, depth_label=False,
+                      source="dataset", parsing=crop_labels)
+
+
+def split_dataset_faces(faces: list, fraction: float, seed: int) -> tuple[list, list]:
+    """(training, validation) dataset faces by the seeded identity hash (their stems)."""
+    val = [f for f in faces if validation_identity(f"{f.source}:{f.identity}", fraction, seed)]
+    train = [f for f in faces if not validation_identity(f"{f.source}:{f.identity}", fraction, seed)]
+    if not train:
+        raise ValueError(f"the identity split left no dataset face for training ({len(val)} held out)")
+    return train, val
 
 
 @dataclass
@@ -105,23 +157,49 @@ class ParserTrainResult:
 
 
 def train_parser(cfg: ParserTrainConfig, faces: list[TeacherFace], run_dir: str | Path, *, resume: bool = True,
-                 progress: bool = True, provenance: dict | None = None, device: str | None = None) -> ParserTrainResult:
-    """Train (or resume) in `run_dir`; returns the final weights path."""
+                 progress: bool = True, provenance: dict | None = None, device: str | None = None,
+                 datasets: list | None = None) -> ParserTrainResult:
+    """Train (or resume) in `run_dir`; returns the final weights path. `datasets`: ParsingFace records
+    (parsing_datasets.load_parsing_dataset) mixed into every batch (see the module docstring)."""
     engines = Engines(cfg, faces, device, progress, parsing_labels=True)
     dev, engine, val_engine = engines.device, engines.train, engines.val
     collate = ParsingCollate(cfg.input_size)
     val = {k: v.to(dev) for k, v in collate([val_engine.sample(i) for i in range(cfg.val_samples)]).items()}
+    mix, val_dataset, dataset_record = engine, None, None
+    if datasets:
+        from ..config import load_config
+
+        roi_scale = float(load_config()["landmarks"]["roi_scale"])
+        train_faces, val_faces = split_dataset_faces(list(datasets), cfg.val_identity_fraction, cfg.seed)
+        mix = DatasetMix(engine, train_faces, cfg.dataset_fraction, cfg.batch_size, roi_scale)
+        if val_faces:
+            rngs = (np.random.default_rng([cfg.seed + 1_000_003, 0x5EA1, i]) for i in range(cfg.val_samples))
+            val_dataset = {k: v.to(dev) for k, v in collate(
+                [mix.dataset_sample(val_faces[i % len(val_faces)], rng) for i, rng in enumerate(rngs)]).items()}
+        sources: dict[str, int] = {}
+        for f in datasets:
+            sources[f.source] = sources.get(f.source, 0) + 1
+        dataset_record = {"fraction": cfg.dataset_fraction, "per_batch": mix.per_batch, "faces": sources,
+                          "train_faces": len(train_faces), "val_faces": len(val_faces)}
 
     net = ParsingUNet(cfg.base_channels, input_size=cfg.input_size).to(dev).train()
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     training = TrainingRun(run_dir, net, opt, cfg, dev, _plot, resume)
-    loader = sample_loader(engine, collate, cfg.batch_size, training.step, cfg.steps, cfg.workers)
+    loader = sample_loader(mix, collate, cfg.batch_size, training.step, cfg.steps, cfg.workers)
 
     def step_loss(batch):
         return F.cross_entropy(net(batch["image"]), batch["parsing"]), {}
 
-    elapsed = training.loop(loader, step_loss, lambda: evaluate_parser(net, val), "train parser", progress)
-    figures = evaluate_parser(net, val)
+    def evaluate() -> dict[str, float]:
+        figures = evaluate_parser(net, val)
+        if val_dataset is not None:
+            figures.update({f"dataset_{k}": v for k, v in evaluate_parser(net, val_dataset).items()})
+        return figures
+
+    elapsed = training.loop(loader, step_loss, evaluate, "train parser", progress)
+    figures = evaluate()
     record = {**(provenance or {}), "steps": training.step, "config": asdict(cfg), "validation": figures,
               **engines.provenance(), "seconds_this_session": round(elapsed, 1)}
+    if dataset_record is not None:
+        record["parsing_datasets"] = dataset_record
     return ParserTrainResult(training.finish("parser.pt", record), training.step, figures)
