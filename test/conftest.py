@@ -23,6 +23,32 @@ def ros_env(monkeypatch, tmp_path) -> dict[str, str]:
     return use_loopback_dds(monkeypatch, tmp_path)
 
 
+def _train_photos(count: int):
+    from occface_ros.training import photo_pool as pp
+
+    try:
+        photos = pp.training_photos()
+    except pp.PoolNotFetchedError as exc:
+        pytest.skip(f"photo pool not fetched: {exc}")
+    # a fixed, varied handful: one single-face photo per identity
+    chosen, seen = [], set()
+    for p in photos:
+        if len(p.identities) == 1 and p.identities[0] not in seen:
+            chosen.append(p)
+            seen.add(p.identities[0])
+    return chosen[:count]
+
+
+@pytest.fixture(scope="session")
+def teacher():
+    """Teacher faces (FaceMesh on clean photos) of a fixed handful of the pool's `train` photos."""
+    from occface_ros.training.samples import teacher_faces
+
+    faces = teacher_faces(_train_photos(12), progress=False)
+    assert len(faces) >= 10  # FaceMesh finds the faces of clean photos
+    return faces
+
+
 CATEGORY_MARKERS = ("unit", "integration", "slow")  # pytest.ini
 
 

@@ -220,7 +220,7 @@ def test_eval_quick_end_to_end(tmp_path):
     assert data["jitter"][0]["ours_unsmoothed_px"] > 0.0
     assert data["synthetic"]["frames"] == 8
     examples = cv2.imread(str(out / "examples.png"))
-    assert examples is not None and examples.shape[1] == 5 * 200 and examples.shape[0] > 24 + 4 * 200
+    assert examples is not None and examples.shape[1] == 6 * 200 and examples.shape[0] > 24 + 4 * 200
     plots = cv2.imread(str(out / "metrics.png"))
     assert plots is not None and min(plots.shape[:2]) > 300
 

@@ -3,7 +3,8 @@ import pytest
 import torch
 
 from occface_ros.core.labels import LABELS
-from occface_ros.occlusion.parser import FaceParser, ParsingUNet, load_parser, uncrop_to_image
+from occface_ros.core.roi import uncrop_to_image
+from occface_ros.occlusion.parser import FaceParser, ParsingUNet, load_parser
 from occface_ros.paths import MissingModelError
 from occface_ros.core.roi import crop_rois
 

@@ -384,3 +384,35 @@ def test_repeated_cycles_keep_the_executor_spinning(ctx):
         assert mgr.state() == "unconfigured"
     finally:
         mgr.close()
+
+
+def test_deoccluded_image_topic_is_opt_in_and_turns_deocclusion_on(ctx):
+    """publish_deoccluded_image (configure-time): the pipeline is built with occlusion.deocclude on and
+    ~/deoccluded_image carries each frame's header (the frame itself when nothing was filled); off
+    by default: nothing on that topic."""
+    off = make_node(ctx)
+    mgr = Manager(ctx, off)
+    try:
+        col = Collector(mgr.tester, {f"{NODE}/deoccluded_image": (Image, OUTPUT_QOS)})
+        assert mgr.transition(Transition.TRANSITION_CONFIGURE) and mgr.transition(Transition.TRANSITION_ACTIVATE)
+        assert off.pipeline.config["occlusion"]["deocclude"] is False
+        assert mgr.serves()
+        assert not col.wait_for(lambda m: m[f"{NODE}/deoccluded_image"], NO_OUTPUT_WAIT_S)
+    finally:
+        mgr.close()
+
+    on = make_node(ctx, publish_deoccluded_image=True)
+    mgr = Manager(ctx, on)
+    try:
+        col = Collector(mgr.tester, {f"{NODE}/deoccluded_image": (Image, OUTPUT_QOS)})
+        assert mgr.transition(Transition.TRANSITION_CONFIGURE) and mgr.transition(Transition.TRANSITION_ACTIVATE)
+        assert on.pipeline.config["occlusion"]["deocclude"] is True
+        assert mgr.serves()
+        assert col.wait_for(lambda m: m[f"{NODE}/deoccluded_image"], 5)
+        msg, _ = col.messages[f"{NODE}/deoccluded_image"][-1]
+        assert (msg.height, msg.width, msg.encoding) == (*FRAME.shape[:2], "bgr8")
+        assert np.array_equal(np.frombuffer(bytes(msg.data), np.uint8).reshape(FRAME.shape), FRAME)
+        # configure-time: refused while configured
+        assert not on.set_parameters([Parameter("publish_deoccluded_image", value=False)])[0].successful
+    finally:
+        mgr.close()

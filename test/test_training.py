@@ -9,32 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from occface_ros.training import photo_pool as pp
 
 pytestmark = pytest.mark.slow
-
-
-def _train_photos(count: int):
-    try:
-        photos = pp.training_photos()
-    except pp.PoolNotFetchedError as exc:
-        pytest.skip(f"photo pool not fetched: {exc}")
-    # a fixed, varied handful: one single-face photo per identity
-    chosen, seen = [], set()
-    for p in photos:
-        if len(p.identities) == 1 and p.identities[0] not in seen:
-            chosen.append(p)
-            seen.add(p.identities[0])
-    return chosen[:count]
-
-
-@pytest.fixture(scope="module")
-def teacher():
-    from occface_ros.training.samples import teacher_faces
-
-    faces = teacher_faces(_train_photos(12), progress=False)
-    assert len(faces) >= 10  # FaceMesh finds the faces of clean photos
-    return faces
 
 
 def test_samples_are_reproducible_and_label_the_whole_face(teacher):

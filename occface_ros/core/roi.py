@@ -64,9 +64,9 @@ def bgr_to_tensor(bgr: np.ndarray, device) -> torch.Tensor:
     return t.permute(2, 0, 1).flip(0).float().div_(255.0)
 
 
-def crop_rois(image, rois: torch.Tensor, out_size: tuple[int, int]) -> torch.Tensor:
-    """Crop (B, 3, h, w) float RGB [0, 1] from a (3, H, W) float image or a FrameImage, bilinear,
-    zero outside the image.
+def crop_rois(image, rois: torch.Tensor, out_size: tuple[int, int], mode: str = "bilinear") -> torch.Tensor:
+    """Crop (B, C, h, w) from a (C, H, W) float image (RGB [0, 1]) or a FrameImage, bilinear (or
+    `mode="nearest"`: label maps), zero outside the image.
 
     On the CPU the crops come from cv2.warpAffine, one ROI at a time, from a FrameImage's uint8
     array or from a channels-last float32 tensor: ~0.05 ms per 192x192 crop against ~0.5 ms for
@@ -75,12 +75,12 @@ def crop_rois(image, rois: torch.Tensor, out_size: tuple[int, int]) -> torch.Ten
     against the grid_sample path).
     """
     if isinstance(image, FrameImage):
-        if image.device.type == "cpu":
+        if image.device.type == "cpu" and mode == "bilinear":
             crops = _warp_rois(image.bgr, rois, out_size)  # (B, h, w, 3) uint8 BGR
             rgb = cv2.cvtColor(crops.reshape(-1, out_size[1], 3), cv2.COLOR_BGR2RGB).reshape(crops.shape)
             return torch.from_numpy(rgb).float().mul_(1.0 / 255.0).permute(0, 3, 1, 2)
         image = image.tensor
-    if _warp_on_cpu(image):
+    if mode == "bilinear" and _warp_on_cpu(image) and image.shape[0] <= 4:
         return torch.from_numpy(_warp_rois(image.permute(1, 2, 0).numpy(), rois, out_size)).permute(0, 3, 1, 2)
     _, height, width = image.shape
     b = rois.shape[0]
@@ -95,8 +95,22 @@ def crop_rois(image, rois: torch.Tensor, out_size: tuple[int, int]) -> torch.Ten
     aff3 = torch.cat([aff, torch.tensor([0.0, 0.0, 1.0], dtype=image.dtype, device=image.device).expand(b, 1, 3)], 1)
     theta = to_norm @ aff3 @ from_out
     grid = F.affine_grid(theta, [b, 3, out_size[0], out_size[1]], align_corners=False)
-    return F.grid_sample(image.unsqueeze(0).expand(b, -1, -1, -1), grid, mode="bilinear",
+    return F.grid_sample(image.unsqueeze(0).expand(b, -1, -1, -1), grid, mode=mode,
                          padding_mode="zeros", align_corners=False)
+
+
+def uncrop_to_image(maps: torch.Tensor, rois: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Inverse of crop_rois: (B, C, s, s) maps on ROI crops -> (B, C, H, W) in the image (0 outside)."""
+    b = maps.shape[0]
+    aff = roi_affine(rois)  # unit crop -> pixels
+    a, t = aff[:, :, :2], aff[:, :, 2]
+    inv = torch.linalg.inv(a)  # pixels -> unit crop
+    ys, xs = torch.meshgrid(torch.arange(height, device=maps.device, dtype=maps.dtype),
+                            torch.arange(width, device=maps.device, dtype=maps.dtype), indexing="ij")
+    pix = torch.stack([xs, ys], -1).view(1, -1, 2) - t.view(b, 1, 2)
+    q = pix @ inv.transpose(1, 2)  # (B, HW, 2) in [0, 1] inside the ROI
+    grid = (q * 2 - 1).view(b, height, width, 2)  # crop pixel centres at (k + 0.5) / s (align_corners=False)
+    return F.grid_sample(maps, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
 def _warp_on_cpu(image: torch.Tensor) -> bool:

@@ -1,5 +1,5 @@
 """Evaluation 1, occluded photos: clean and with pasted occluders -> NME, mask IoU/F1 in the face region,
-pose change between the clean and the occluded fit, landmark visibility."""
+pose change between the clean and the occluded fit, landmark visibility, de-occlusion PSNR/SSIM."""
 from __future__ import annotations
 
 import time
@@ -7,6 +7,7 @@ import time
 import numpy as np
 
 from . import metrics as M
+from .deocclusion import deocclusion_scores, inpaint_baseline
 from .examples import Example, projected_meshes
 from .occluders import apply_occluder, occluder_seed
 from .photos import load_photos
@@ -14,7 +15,35 @@ from .progress import COLD, TIMING, Progress
 from .reference_column import Reference
 from .results import match_face, match_landmarks, predicted_mask, stage_fields
 from .settings import EvalSettings
-from .summary import mean_defined
+from .summary import deocclusion_means, mean_defined
+
+
+def score_deocclusion(result, reference_bgr: np.ndarray, occluded_bgr: np.ndarray, hidden: np.ndarray,
+                      predicted: np.ndarray | None, occluder_mask: np.ndarray) -> dict | None:
+    """PSNR/SSIM on the `hidden` face pixels against the clean `reference_bgr`: ours
+    (result.deoccluded_bgr), cv2.inpaint on the mask the pipeline predicted (the same pixels filled)
+    and cv2.inpaint on the ground-truth occluder mask (an oracle mask). None when the pipeline did
+    not de-occlude this image or nothing of the face is hidden."""
+    ours = getattr(result, "deoccluded_bgr", None)
+    if ours is None or not hidden.any():
+        return None
+    if predicted is None:  # no mask from the pipeline: the baseline fills nothing either
+        predicted = np.zeros(hidden.shape, bool)
+    return {
+        "ours": deocclusion_scores(reference_bgr, np.asarray(ours), hidden),
+        "cv2_inpaint": deocclusion_scores(reference_bgr, inpaint_baseline(occluded_bgr, predicted), hidden),
+        "cv2_inpaint_gt_mask": deocclusion_scores(reference_bgr, inpaint_baseline(occluded_bgr, occluder_mask),
+                                                  hidden),
+    }
+
+
+def deocclusion_filler(config: dict) -> str:
+    """Which filling `occlusion.deocclude` uses with this config (for the report's notes)."""
+    occ = config.get("occlusion") or {}
+    if not occ.get("enabled") or not occ.get("deocclude"):
+        return "off"
+    weights = (occ.get("fisn") or {}).get("weights")
+    return f"FISN generator ({weights})" if weights else "the track's texture (no occlusion.fisn.weights)"
 
 
 def score_occluded_image(result, subjects: list[np.ndarray], clean_faces: list, occluder_mask: np.ndarray,
@@ -54,6 +83,7 @@ def evaluate_photos(pipeline, reference: Reference, settings: EvalSettings, prog
                     example_keys: set, mask_expected: bool) -> tuple[list[dict], list[Example], list[str]]:
     """Clean and occluded photos -> per-photo records, the chosen examples, notes."""
     records, examples, notes = [], [], []
+    notes.append(f"De-occlusion filling: {deocclusion_filler(getattr(pipeline, 'config', {}))}.")
     for photo in load_photos(settings.photos):
         h, w = photo.image_bgr.shape[:2]
         pipeline.reset()
@@ -106,6 +136,8 @@ def evaluate_photos(pipeline, reference: Reference, settings: EvalSettings, prog
             elapsed_ms = (time.perf_counter() - t0) * 1e3
             progress.step(stage=f"{photo.name}/{occ.kind}")
             sc = score_occluded_image(res, subjects, clean_faces, occ.occluder_mask, region, gt, mask_expected)
+            deocc = score_deocclusion(res, photo.image_bgr, occ.image_bgr, occ.occluder_mask & region,
+                                      predicted_mask(res, mask_expected), occ.occluder_mask)
             entry = {
                 "occluder": occ.kind,
                 "face_region_occluded_fraction": sc["face_region_occluded_fraction"],
@@ -113,6 +145,7 @@ def evaluate_photos(pipeline, reference: Reference, settings: EvalSettings, prog
                 "missed": {"ours": sc["missed_ours"], "mediapipe": _ref_missed(ref68, k + 1, gt)},
                 **{key: sc[key] for key in ("pose_change_deg", "mask", "landmark_visibility_accuracy",
                                             "occlusion_ratio_error", "occlusion_by_region")},
+                "deocclusion": deocc,
                 "process_ms": elapsed_ms,
             }
             record["occluded"].append(entry)
@@ -157,5 +190,6 @@ def _photo_summary(record: dict) -> None:
         pose_change_deg_mean=mean_defined(e["pose_change_deg"] for e in occ),
         pose_change_deg_max=max((e["pose_change_deg"] for e in occ if e["pose_change_deg"] is not None),
                                 default=None),
+        deocclusion=deocclusion_means(e["deocclusion"] for e in occ),
     )
     record["summary"] = summary

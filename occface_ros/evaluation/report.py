@@ -7,6 +7,20 @@ from pathlib import Path
 
 import numpy as np
 
+from .summary import (
+    CLEAN_FALSE_POSITIVE_FRACTION,
+    DEOCCLUSION_OFF_HINT,
+    DEOCCLUSION_PSNR_GAIN_DB,
+    DEOCCLUSION_SSIM_GAIN,
+    clean_false_positives,
+    photo_deocclusion,
+)
+
+DEOCCLUSION_HEADER = ("| occluder | images | PSNR ours (dB) | PSNR cv2.inpaint same mask | PSNR cv2.inpaint GT mask | "
+                      "PSNR ours - inpaint same mask (dB) | SSIM ours | SSIM cv2.inpaint same mask | "
+                      "SSIM cv2.inpaint GT mask |")
+FALSE_POSITIVE_HEADER = "| clean image | face region flagged occluded | target | result |"
+
 
 def fmt(value, digits=3, suffix=""):
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
@@ -79,6 +93,8 @@ def write_report(path: Path, data: dict) -> None:
                  f"{fmt(row['landmark_visibility_accuracy'])} | {row['missed_ours']} | "
                  f"{fmt(row['process_ms_mean'], 0)} |")
     L.append("")
+    L += deocclusion_lines(data)
+    L += false_positive_lines(data)
     L.append("## Static-head jitter (photo + Gaussian sensor noise per frame, 30 fps)\n")
     L.append("Jitter: RMS distance of each landmark to its mean position (the target's metric). Shake: RMS "
              "displacement between consecutive frames (what a viewer sees; slow drift does not count).\n")
@@ -144,6 +160,71 @@ def write_report(path: Path, data: dict) -> None:
              "or no face was found.")
     L.append("\n![examples](examples.png)\n\n![metrics](metrics.png)\n")
     path.write_text("\n".join(L))
+
+
+def _target(data: dict, key: str) -> dict | None:
+    return next((t for t in data["targets"] if t["key"] == key), None)
+
+
+def _deocclusion_row(label: str, d: dict) -> str:
+    o, a, g = d["ours"], d["cv2_inpaint"], d["cv2_inpaint_gt_mask"]
+    return (f"| {label} | {d['images']} | {fmt(o['psnr_db'], 2)} | {fmt(a['psnr_db'], 2)} | {fmt(g['psnr_db'], 2)} | "
+            f"{fmt(d['psnr_gain_db'], 2)} | {fmt(o['ssim'])} | {fmt(a['ssim'])} | {fmt(g['ssim'])} |")
+
+
+def deocclusion_lines(data: dict) -> list[str]:
+    """The "De-occlusion (hidden face pixels)" section: per occluder, all photos, the synthetic bar; the target."""
+    L = ["## De-occlusion (hidden face pixels)\n"]
+    overall = photo_deocclusion(data["photos"])
+    synthetic = (data["synthetic"] or {}).get("ours", {}).get("deocclusion")
+    if overall is None and synthetic is None:
+        L.append("n/a: the pipeline gave no de-occluded image (`FrameResult.deoccluded_bgr`); "
+                 f"{DEOCCLUSION_OFF_HINT}.\n")
+        return L
+    L.append("PSNR and SSIM against the clean image on the face pixels the occluder hides (ground truth), for our "
+             "filling, cv2.inpaint (Telea) on the mask the pipeline predicted (the same pixels filled) and on the "
+             "ground-truth occluder mask. Images the pipeline did not de-occlude are left out; each figure is a mean "
+             "over the images where all three are finite (a perfect filling's PSNR is inf).\n")
+    L.append(DEOCCLUSION_HEADER)
+    L.append("|---|---|---|---|---|---|---|---|---|")
+    for row in data["occluders"]:
+        if row.get("deocclusion"):
+            L.append(_deocclusion_row(row["occluder"], row["deocclusion"]))
+    if overall is not None:
+        L.append(_deocclusion_row("**all photos**", overall))
+    if synthetic is not None:
+        L.append(_deocclusion_row("synthetic (bar, occluded frames)", synthetic))
+    L.append("")
+    psnr, ssim = _target(data, "deocclusion_psnr_gain_photos"), _target(data, "deocclusion_ssim_gain_photos")
+    if psnr is not None and ssim is not None:
+        L.append(f"Target (photos): PSNR >= cv2.inpaint + {DEOCCLUSION_PSNR_GAIN_DB:g} dB, SSIM higher "
+                 f"(gain > {DEOCCLUSION_SSIM_GAIN:g}): PSNR gain {fmt(psnr['ours'], 2)} dB **{psnr['result']}**, "
+                 f"SSIM gain {fmt(ssim['ours'])} **{ssim['result']}**.\n")
+    return L
+
+
+def false_positive_lines(data: dict) -> list[str]:
+    """The "False positives on clean images" section: the face region flagged occluded per clean photo."""
+    L = ["## False positives on clean images\n"]
+    fp = clean_false_positives(data["photos"])
+    synthetic = (data["synthetic"] or {}).get("ours", {}).get("clean_mask_false_positive_fraction")
+    if fp["mean"] is None and synthetic is None:
+        L.append("n/a: no occlusion mask (the occlusion stage is off or absent: run without `--no-occlusion`).\n")
+        return L
+    L.append("Fraction of the face region the pipeline flags occluded on an image with nothing over the face.\n")
+    L.append(FALSE_POSITIVE_HEADER)
+    L.append("|---|---|---|---|")
+    target = f"<= {CLEAN_FALSE_POSITIVE_FRACTION:g}"
+    for name, value in fp["per_photo"].items():
+        L.append(f"| {name} | {fmt(value)} | | |")
+    t = _target(data, "mask_false_positive_photos")
+    L.append(f"| **mean over the photos** | {fmt(fp['mean'])} | {target} | **{t['result'] if t else 'n/a'}** |")
+    if synthetic is not None:
+        t = _target(data, "mask_false_positive_synthetic")
+        L.append(f"| synthetic sequence, clean run (mean over frames) | {fmt(synthetic)} | {target} | "
+                 f"**{t['result'] if t else 'n/a'}** |")
+    L.append("")
+    return L
 
 
 def print_targets(data: dict, file=sys.stderr) -> None:

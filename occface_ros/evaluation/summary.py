@@ -1,9 +1,19 @@
-"""Aggregation of the evaluation records: the targets table, missed faces, per-occluder rows."""
+"""Aggregation of the evaluation records: the targets table, missed faces, per-occluder rows, de-occlusion
+means."""
 from __future__ import annotations
 
 import numpy as np
 
 from .settings import TARGETS
+
+DEOCCLUSION_METHODS = ("ours", "cv2_inpaint", "cv2_inpaint_gt_mask")
+"""Keys of a de-occlusion entry: our filling, cv2.inpaint on the predicted mask, on the GT occluder mask."""
+DEOCCLUSION_PSNR_GAIN_DB = 2.0  # ours - cv2.inpaint (same mask) >=, on the hidden face pixels
+DEOCCLUSION_SSIM_GAIN = 0.0  # ours - cv2.inpaint (same mask) >
+CLEAN_FALSE_POSITIVE_FRACTION = 0.03  # face region flagged occluded on a clean image <=
+DEOCCLUSION_OFF_HINT = ("de-occlusion off: `occface eval` sets `occlusion.deocclude` with the occlusion stage, so run "
+                        "it without `--no-occlusion` (`occlusion.fisn.weights: PATH` in a `--config` file selects "
+                        "the FISN generator, else the track's texture fills)")
 
 
 def mean_defined(values):
@@ -14,8 +24,41 @@ def mean_defined(values):
 def _check(value, target, op):
     if value is None or not np.isfinite(value):
         return "n/a"
-    ok = {"<=": value <= target, ">=": value >= target, "<": value < target}[op]
+    ok = {"<=": value <= target, ">=": value >= target, "<": value < target, ">": value > target}[op]
     return "pass" if ok else "FAIL"
+
+
+def deocclusion_means(entries) -> dict | None:
+    """Means of de-occlusion entries ({method: {"psnr_db", "ssim"}}, None = not de-occluded):
+    {"images", method: {"psnr_db", "ssim"}, "psnr_gain_db", "ssim_gain"} (gains: ours - cv2.inpaint
+    on the same mask); None when no entry has scores. Each figure is averaged over the entries where
+    every method's value is finite (a perfect filling's PSNR is inf), so the columns and the gain
+    are over the same images."""
+    scored = [e for e in entries if e]
+    if not scored:
+        return None
+    out = {"images": len(scored), **{method: {} for method in DEOCCLUSION_METHODS}}
+    for key, gain in (("psnr_db", "psnr_gain_db"), ("ssim", "ssim_gain")):
+        paired = [e for e in scored if all(_finite(e[m][key]) for m in DEOCCLUSION_METHODS)]
+        for method in DEOCCLUSION_METHODS:
+            out[method][key] = mean_defined(e[method][key] for e in paired)
+        out[gain] = mean_defined(e["ours"][key] - e["cv2_inpaint"][key] for e in paired)
+    return out
+
+
+def _finite(value) -> bool:
+    return value is not None and bool(np.isfinite(value))
+
+
+def photo_deocclusion(photos: list[dict]) -> dict | None:
+    """De-occlusion means over every occluded photo."""
+    return deocclusion_means(e.get("deocclusion") for p in photos for e in p["occluded"])
+
+
+def clean_false_positives(photos: list[dict]) -> dict:
+    """Fraction of the face region flagged occluded on each clean photo (None: no mask), and the mean."""
+    per = {p["photo"]: p["clean"]["mask_false_positive_fraction"] for p in photos}
+    return {"per_photo": per, "mean": mean_defined(per.values())}
 
 
 def build_targets(photos: list[dict], jitter: list[dict], synthetic: dict | None) -> list[dict]:
@@ -47,6 +90,20 @@ def build_targets(photos: list[dict], jitter: list[dict], synthetic: dict | None
             "no occlusion_mask: stage off or absent")
         add("pose_change_synthetic", "Pose change clean -> occluded, synthetic (mean, deg)",
             TARGETS["pose_change_deg"], "<", s_ours["pose_change_deg_mean"], None)
+    deocc = photo_deocclusion(photos)
+    off = "" if deocc else DEOCCLUSION_OFF_HINT
+    add("deocclusion_psnr_gain_photos", "De-occlusion PSNR on the hidden face pixels, ours - cv2.inpaint (same mask), "
+        "photos (dB)", DEOCCLUSION_PSNR_GAIN_DB, ">=", deocc["psnr_gain_db"] if deocc else None, None, off)
+    add("deocclusion_ssim_gain_photos", "De-occlusion SSIM on the hidden face pixels, ours - cv2.inpaint (same mask), "
+        "photos", DEOCCLUSION_SSIM_GAIN, ">", deocc["ssim_gain"] if deocc else None, None, off)
+    fp = clean_false_positives(photos)["mean"]
+    add("mask_false_positive_photos", "Face region flagged occluded on the clean photos (mean fraction)",
+        CLEAN_FALSE_POSITIVE_FRACTION, "<=", fp, None,
+        "" if fp is not None else "no occlusion_mask: stage off or absent")
+    if synthetic is not None and synthetic["ours"].get("clean_mask_false_positive_fraction") is not None:
+        add("mask_false_positive_synthetic",
+            "Face region flagged occluded on the clean synthetic frames (mean fraction)", CLEAN_FALSE_POSITIVE_FRACTION,
+            "<=", synthetic["ours"]["clean_mask_false_positive_fraction"], None)
     return rows
 
 
@@ -81,6 +138,7 @@ def per_occluder_summary(photos: list[dict], kinds) -> list[dict]:
         row["landmark_visibility_accuracy"] = mean_defined(e["landmark_visibility_accuracy"] for _, e in entries)
         row["missed_ours"] = sum(e["missed"]["ours"] for _, e in entries)
         row["process_ms_mean"] = mean_defined(e["process_ms"] for _, e in entries)
+        row["deocclusion"] = deocclusion_means(e.get("deocclusion") for _, e in entries)
         rows.append(row)
     return rows
 

@@ -1,16 +1,18 @@
 """Evaluation 3, the rendered sequence with exact ground truth (synthetic.py), clean and occluded:
-NME, pose error, pose change, mask IoU/F1, landmark visibility."""
+NME, pose error, pose change, mask IoU/F1, landmark visibility, de-occlusion PSNR/SSIM, false positives
+on the clean frames."""
 from __future__ import annotations
 
 import numpy as np
 
 from . import metrics as M
 from .examples import Example, projected_meshes
+from .photo_eval import score_deocclusion
 from .progress import COLD, TIMING, WARM, Progress
 from .reference_column import Reference
 from .results import match_face, match_landmarks, predicted_mask
 from .settings import EvalSettings
-from .summary import mean_defined
+from .summary import deocclusion_means, mean_defined
 
 
 YAW_BINS_DEG = ((0.0, 30.0), (30.0, 60.0), (60.0, 75.0))
@@ -99,7 +101,7 @@ def evaluate_synthetic(pipeline, reference: Reference, settings: EvalSettings, p
                         pipeline=texture_pipeline)
     n = len(seq.frames_bgr)
     results, per = _run_sequence(pipeline, seq, settings, progress, "synthetic")
-    pose_change, masks, visibility, ex = [], [], [], []
+    pose_change, masks, visibility, ex, deocc, clean_fp = [], [], [], [], [], []
     occluded_frames = [i for i in range(n) if seq.occlusion_mask[i].any()]
     pick = ({occluded_frames[round(k)] for k in np.linspace(0, len(occluded_frames) - 1, num_examples + 2)[1:-1]}
             if occluded_frames else set())
@@ -111,6 +113,13 @@ def evaluate_synthetic(pipeline, reference: Reference, settings: EvalSettings, p
         pred = predicted_mask(res, mask_expected)
         masks.append(M.mask_scores(pred, seq.occlusion_mask[i], seq.face_mask[i]).as_dict()
                      if pred is not None and seq.occlusion_mask[i].any() else None)
+        # the clean rendering is the reference; hidden = the bar over the rendered face
+        deocc.append(score_deocclusion(res, seq.clean_bgr[i], seq.frames_bgr[i], seq.occlusion_mask[i], pred,
+                                       seq.occluder_mask[i]))
+        clean_pred = predicted_mask(results["clean"][i], mask_expected)
+        face_px = int(seq.face_mask[i].sum())
+        clean_fp.append(float((clean_pred & seq.face_mask[i]).sum() / face_px)
+                        if clean_pred is not None and face_px else None)
         if mask_expected and o is not None:
             visibility.append(float(np.mean(np.asarray(o.landmarks68_visible, bool) == seq.landmarks68_visible[i])))
         if i in pick:
@@ -148,6 +157,8 @@ def evaluate_synthetic(pipeline, reference: Reference, settings: EvalSettings, p
             "landmark_visibility_accuracy": mean_defined(visibility),
             "missed_clean": sum(v is None for v in per["clean"]["nme"]),
             "missed_occluded": sum(v is None for v in per["occluded"]["nme"]),
+            "deocclusion": deocclusion_means(deocc[i] for i in occ_idx),
+            "clean_mask_false_positive_fraction": mean_defined(clean_fp),
         },
         "mediapipe": None if ref is None else {
             "nme_clean": ref_nme[0],
@@ -165,6 +176,8 @@ def evaluate_synthetic(pipeline, reference: Reference, settings: EvalSettings, p
             "nme_mediapipe_occluded": ref["occluded"] if ref else None,
             "pose_change_deg": pose_change,
             "mask_f1": [m["f1"] if m else None for m in masks],
+            "deocclusion": deocc,
+            "clean_mask_false_positive_fraction": clean_fp,
         },
     }
     return summary, ex, None

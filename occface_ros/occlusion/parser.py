@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..paths import MissingModelError
-from ..core.roi import crop_rois, roi_affine
+from ..core.roi import crop_rois, uncrop_to_image
 from ..core.labels import FACE_LABELS, HAIR, LABELS
 
 DEFAULT_WEIGHTS = Path(__file__).resolve().parent.parent / "data" / "weights" / "parser.pt"
@@ -95,17 +95,3 @@ class FaceParser:
         prob = self.net(crops).softmax(1)
         maps = torch.stack([prob[:, self.face_labels.to(prob.device)].sum(1), prob[:, HAIR]], 1)
         return uncrop_to_image(maps, rois, image.shape[1], image.shape[2])
-
-
-def uncrop_to_image(maps: torch.Tensor, rois: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """Inverse of crop_rois: (B, C, s, s) maps on ROI crops -> (B, C, H, W) in the image (0 outside)."""
-    b = maps.shape[0]
-    aff = roi_affine(rois)  # unit crop -> pixels
-    a, t = aff[:, :, :2], aff[:, :, 2]
-    inv = torch.linalg.inv(a)  # pixels -> unit crop
-    ys, xs = torch.meshgrid(torch.arange(height, device=maps.device, dtype=maps.dtype),
-                            torch.arange(width, device=maps.device, dtype=maps.dtype), indexing="ij")
-    pix = torch.stack([xs, ys], -1).view(1, -1, 2) - t.view(b, 1, 2)
-    q = pix @ inv.transpose(1, 2)  # (B, HW, 2) in [0, 1] inside the ROI
-    grid = (q * 2 - 1).view(b, height, width, 2)  # crop pixel centres at (k + 0.5) / s (align_corners=False)
-    return F.grid_sample(maps, grid, mode="bilinear", padding_mode="zeros", align_corners=False)

@@ -91,7 +91,8 @@ class OcclusionResult:
 class OcclusionReasoner:
     """Callable stage; keeps per-track appearance state (textures) keyed by track id."""
 
-    def __init__(self, config: dict, model, device: torch.device, hands=None, appearance=None, parser=None):
+    def __init__(self, config: dict, model, device: torch.device, hands=None, appearance=None, parser=None,
+                 deoccluder=None):
         self.config = config
         self.device = device
         regions = face_regions(model).to(device)
@@ -106,6 +107,7 @@ class OcclusionReasoner:
         self.hands = hands
         self.appearance = appearance
         self.parser = parser
+        self.deoccluder = deoccluder  # deocclusion.stage.FaceDeoccluder (FISN) or None: the texture renders
         self.region_labels = torch.tensor(L.FACE_LABELS, device=device)
         self.uv = None if model.uv is None else torch.as_tensor(model.uv, dtype=torch.float32, device=device)
         self.triangle_uv = (None if regions.triangle_uv is None
@@ -170,7 +172,7 @@ class OcclusionReasoner:
         occluded by at least min_ratio of its pixels of which its texture has learned at least
         min_learned (`deoccluded_learned` is then set either way)."""
         cfg = self.config
-        full_image = image
+        full_image, full_rois = image, rois
         full_h, full_w = image.shape[1:]
         verts = self.face_vertices(fit)
         # work at a resolution where the largest face spans at most max_face_px pixels: the
@@ -243,12 +245,14 @@ class OcclusionReasoner:
         ratio = sums[:, 0].float() / sums[:, 1].clamp_min(1).float()
         result = OcclusionResult(m_alpha, m_beta, m_gamma, occluded, face_index, likelihood, hand_mask,
                                  ratio, region_pixels, None, scale=(sx, sy))
-        if app is not None and (deocclude or deocclude_when is not None):
+        texture_deocclude = deocclude and self.deoccluder is None
+        if app is not None and (texture_deocclude or deocclude_when is not None):
             result.deoccluded_learned = self._learned_fraction(attrs.uv[0], face_index, occluded & on_face, track_ids)
-            if not deocclude:
+            render = texture_deocclude
+            if not render:
                 min_ratio, min_learned = deocclude_when
-                deocclude = bool(((ratio >= min_ratio) & (result.deoccluded_learned >= min_learned)).any())
-            if deocclude:
+                render = bool(((ratio >= min_ratio) & (result.deoccluded_learned >= min_learned)).any())
+            if render:
                 deoccluded = self._expected_image(image, frags, attrs, app, face_index, on_face, track_ids)
         result.upsample(full_h, full_w)
         if deoccluded is not None:
@@ -256,6 +260,9 @@ class OcclusionReasoner:
                 deoccluded = F.interpolate(deoccluded.unsqueeze(0), size=(full_h, full_w), mode="bilinear",
                                            align_corners=False)[0]
             result.deoccluded = torch.where(result.occlusion_mask[None], deoccluded, full_image)
+        if deocclude and self.deoccluder is not None:
+            result.deoccluded = self.deoccluder(full_image, full_rois, result.m_alpha, result.m_gamma,
+                                                result.occlusion_mask)
         return result
 
     def region_dicts(self, result: OcclusionResult, i: int) -> tuple[dict[str, float], dict[str, tuple[int, int]]]:

@@ -35,7 +35,14 @@ class OcclusionStage:
                 {k: v for k, v in config["appearance"].items() if k != "enabled"}))
         if config["parser"]["weights"]:
             parser = FaceParser(load_parser(config["parser"]["weights"], device))
-        self.reasoner = OcclusionReasoner(config, model, device, hands=hands, appearance=appearance, parser=parser)
+        deoccluder = None
+        if config["fisn"]["weights"]:
+            from ..deocclusion.fisn import load_fisn
+            from ..deocclusion.stage import FaceDeoccluder
+
+            deoccluder = FaceDeoccluder(load_fisn(config["fisn"]["weights"], device))
+        self.reasoner = OcclusionReasoner(config, model, device, hands=hands, appearance=appearance, parser=parser,
+                                          deoccluder=deoccluder)
         self.background = BackgroundReasoner(self.reasoner) if config["background"] else None
         self.last: ReasoningOutcome | None = None  # the newest outcome: its maps go with later frames
         self._frames_since_reasoning = 0

@@ -73,7 +73,8 @@ TF_QOS = QoSProfile(reliability=QoSReliabilityPolicy.RELIABLE, history=QoSHistor
 LOG_THROTTLE_S = 10.0  # a log line that can repeat per frame appears at most this often
 RELEASE_TIMEOUT_S = 5.0  # deactivate / cleanup / shutdown wait this long for the frame in flight
 
-OUTPUT_TOPICS = ("faces", "head_poses", "mesh_markers", "occlusion_mask", "parsing", "debug_image")
+OUTPUT_TOPICS = ("faces", "head_poses", "mesh_markers", "occlusion_mask", "parsing", "debug_image",
+                 "deoccluded_image")
 
 # lifecycle primary states as the node tracks them (the labels of lifecycle_msgs/State)
 UNCONFIGURED, INACTIVE, ACTIVE, FINALIZED = "unconfigured", "inactive", "active", "finalized"
@@ -121,7 +122,7 @@ class OccfaceNode(LifecycleNode):
         self.publishers_by_key: dict[str, object] = {}
         self.hri = None  # ros/hri.HriFacePublisher while active (publish_hri)
         self.pub_faces = self.pub_poses = self.pub_markers = self.pub_mask = None
-        self.pub_parsing = self.pub_debug = self.pub_tf = None
+        self.pub_parsing = self.pub_debug = self.pub_deoccluded = self.pub_tf = None
         self.sub_image = self.sub_info = None
         self._image_topic = self.resolve_topic_name("image")
         self._use_camera_info = False
@@ -281,10 +282,12 @@ class OccfaceNode(LifecycleNode):
         self.pub_mask = pub(Image, "~/occlusion_mask", OUTPUT_QOS, **DESTROYABLE_PUBLISHER)
         self.pub_parsing = pub(Image, "~/parsing", OUTPUT_QOS, **DESTROYABLE_PUBLISHER)
         self.pub_debug = pub(Image, "~/debug_image", OUTPUT_QOS, **DESTROYABLE_PUBLISHER)
+        self.pub_deoccluded = pub(Image, "~/deoccluded_image", OUTPUT_QOS, **DESTROYABLE_PUBLISHER)
         self.pub_tf = pub(TFMessage, "/tf", TF_QOS, **DESTROYABLE_PUBLISHER) if TFMessage is not None else None
         self.publishers_by_key = {
             "faces": self.pub_faces, "head_poses": self.pub_poses, "tf": self.pub_tf, "occlusion_mask": self.pub_mask,
-            "parsing": self.pub_parsing, "mesh_markers": self.pub_markers, "debug_image": self.pub_debug}
+            "parsing": self.pub_parsing, "mesh_markers": self.pub_markers, "debug_image": self.pub_debug,
+            "deoccluded_image": self.pub_deoccluded}
         if self.pub_tf is None:
             self._log_once("no_tf2_msgs", "tf2_msgs is not importable: face TF frames are not published "
                                           "(run tools/build_interfaces.sh or source a ROS installation)", warning=True)
@@ -295,7 +298,7 @@ class OccfaceNode(LifecycleNode):
                 self.destroy_lifecycle_publisher(pub)
         self.publishers_by_key = {}
         self.pub_faces = self.pub_poses = self.pub_markers = self.pub_mask = None
-        self.pub_parsing = self.pub_debug = self.pub_tf = None
+        self.pub_parsing = self.pub_debug = self.pub_deoccluded = self.pub_tf = None
 
     def _create_subscriptions(self) -> None:
         self.sub_image = self.create_subscription(Image, "image", self._on_image, qos_profile_sensor_data,
@@ -404,6 +407,8 @@ class OccfaceNode(LifecycleNode):
             if reason:
                 raise ConfigError(f"parameter {reason}")
         values = {n: self.get_parameter(n).value for n in self._core_names}
+        if self.get_parameter("publish_deoccluded_image").value:
+            values["occlusion.deocclude"] = True  # the topic needs the filled frame
         return load_config(None, _deep_merge(self._config_file[0], core_overrides(values)))
 
     def _configure_only(self, name: str) -> bool:

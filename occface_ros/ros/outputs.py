@@ -22,13 +22,15 @@ OUTPUTS = {
     "parsing": ("~/parsing", "sensor_msgs/msg/Image"),
     "mesh_markers": ("~/mesh_markers", "visualization_msgs/msg/MarkerArray"),
     "debug_image": ("~/debug_image", "sensor_msgs/msg/Image"),
+    "deoccluded_image": ("~/deoccluded_image", "sensor_msgs/msg/Image"),
 }
 
 
 class OutputBuilder:
     """Builds the messages of a frame from a FrameResult. `options` is read at every frame (a dict or
     any mapping-like with the node parameter names: tf_prefix, publish_tf, publish_mesh_markers,
-    mesh_max_triangles, mesh_colours_from_image, mesh_marker_lifetime_s, publish_debug_image)."""
+    mesh_max_triangles, mesh_colours_from_image, mesh_marker_lifetime_s, publish_debug_image,
+    publish_deoccluded_image)."""
 
     def __init__(self, pipeline: FacePipelineLike):
         self.pipeline = pipeline
@@ -73,6 +75,9 @@ class OutputBuilder:
             tris = meshes[0][1] if meshes else None
             overlay = draw_overlay(bgr, result.faces, projected if projected else None, tris)
             yield "debug_image", M.image_msg(header, overlay, "bgr8")
+        if options["publish_deoccluded_image"]:  # the frame itself when nothing was filled (no face, none hidden)
+            filled = result.deoccluded_bgr if result.deoccluded_bgr is not None else bgr
+            yield "deoccluded_image", M.image_msg(header, filled, "bgr8")
 
     def meshes(self, faces, width: int, height: int, budget: int):
         """[(vertices (N, 3) camera frame m, triangles (T, 3), projected (N, 2) px)] per face."""

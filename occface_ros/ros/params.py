@@ -4,7 +4,7 @@
   `camera.hfov_deg`); the `output` section (files of `occface run`) is not used by the node.
   Config entries that default to null are declared with a typed "unset" value: camera.fx/fy/cx/cy
   as 0.0 (0 = unset: use camera_info or camera.hfov_deg), model.path as "" (default search),
-  occlusion.parser.weights as "" (no learned parser).
+  occlusion.parser.weights and occlusion.fisn.weights as "" (none).
   Core parameters take effect at configure (the lifecycle transition that builds the pipeline):
   they can be set while the node is unconfigured and are read-only while it is configured
   (inactive or active), except `smoothing.*` which change at run time.
@@ -28,7 +28,7 @@ from .diagnostics import Thresholds
 from .hri import HRI_DEFAULTS, HRI_DESCRIPTIONS, validate_hri_value
 
 NULL_AS = {"camera.fx": 0.0, "camera.fy": 0.0, "camera.cx": 0.0, "camera.cy": 0.0, "model.path": "",
-           "occlusion.parser.weights": ""}
+           "occlusion.parser.weights": "", "occlusion.fisn.weights": ""}
 SKIP_SECTIONS = ("output",)
 # the node is live: core defaults that differ from config/occface.yaml's (a config file or -p overrides them)
 LIVE_CORE_DEFAULTS = {"occlusion": {"background": True}}
@@ -46,12 +46,13 @@ NODE_DEFAULTS: dict[str, object] = {
     "mesh_colours_from_image": True,  # per-vertex colours sampled from the image (else one flat colour)
     "mesh_marker_lifetime_s": 0.0,  # 0 = until deleted (lost tracks are DELETEd)
     "publish_debug_image": False,  # ~/debug_image overlay (costs a copy + drawing per frame)
+    "publish_deoccluded_image": False,  # ~/deoccluded_image: occluded face pixels filled (FISN or the texture)
     "publish_hri": True,  # ROS4HRI (REP-155) /humans/faces/* topics and face_<id>/gaze_<id> frames (ros/hri.py)
     **HRI_DEFAULTS,
     **{f"diagnostics.{k}": float(v) for k, v in vars(Thresholds()).items()},
 }
 READ_ONLY = ("config_file", "autostart")  # read when the node is created
-CONFIGURE_ONLY = ("use_camera_info", "publish_hri")  # read at configure: settable while unconfigured
+CONFIGURE_ONLY = ("use_camera_info", "publish_hri", "publish_deoccluded_image")  # read at configure: settable while unconfigured
 
 DESCRIPTIONS = {
     "config_file": "YAML config (config/occface.yaml shape or a ROS parameter file); read at the first "
@@ -64,6 +65,9 @@ DESCRIPTIONS = {
     "smoothing.d_cutoff": "One-Euro derivative cutoff, Hz (> 0); changeable at run time",
     "smoothing.noise_deadzone": "speeds up to this many noise stds keep the filter at min_cutoff (>= 0; "
                                 "0 = classic One-Euro); changeable at run time",
+    "publish_deoccluded_image": "~/deoccluded_image (bgr8): the frame with its occluded face pixels filled by FISN "
+                                "(occlusion.fisn.weights) or the track's texture; turns occlusion.deocclude on; "
+                                "set while unconfigured",
     "publish_hri": "ROS4HRI (REP-155) faces: /humans/faces/tracked, /humans/faces/<id>/{roi,landmarks,cropped,"
                    "aligned}, face_<id>/gaze_<id> frames; set while unconfigured",
     **HRI_DESCRIPTIONS,

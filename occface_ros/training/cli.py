@@ -1,4 +1,4 @@
-"""`occface synth` and `occface train landmarks` (registered by occface_ros.cli)."""
+"""`occface synth` and `occface train landmarks | parser | deocclude` (registered by occface_ros.cli)."""
 from __future__ import annotations
 
 import hashlib
@@ -13,6 +13,7 @@ import numpy as np
 
 DEFAULT_LANDMARK_CONFIG = Path(__file__).resolve().parents[2] / "config" / "training" / "landmarks.yaml"
 DEFAULT_PARSER_CONFIG = Path(__file__).resolve().parents[2] / "config" / "training" / "parser.yaml"
+DEFAULT_DEOCCLUDE_CONFIG = Path(__file__).resolve().parents[2] / "config" / "training" / "deocclude.yaml"
 
 
 def _teacher(progress: bool):
@@ -195,6 +196,25 @@ def cmd_train_parser(args) -> int:
     return 0
 
 
+def cmd_train_deocclude(args) -> int:
+    from .deocclude import DeoccludeTrainConfig, train_deocclude
+
+    cfg = DeoccludeTrainConfig.load(args.config)
+    if args.steps:
+        cfg.steps = args.steps
+    record = _provenance(args)
+    _, faces = _teacher(progress=not args.quiet)
+    result = train_deocclude(cfg, faces, args.output, resume=not args.restart, progress=not args.quiet,
+                             provenance=record, device=args.device)
+    print(f"step {result.step}: validation {result.figures} (cv2.inpaint {result.inpaint}) -> {result.weights}",
+          file=sys.stderr)
+    if args.install and result.weights is not None:
+        from ..deocclusion.fisn import DEFAULT_WEIGHTS
+
+        _install(result.weights, DEFAULT_WEIGHTS)
+    return 0
+
+
 def add_training_commands(sub) -> None:
     s = sub.add_parser("synth", help="training samples from the data engine: occluded face crops with whole-face labels")
     s.add_argument("--output", required=True, help="folder for samples.npz and sample_sheet.png")
@@ -209,7 +229,9 @@ def add_training_commands(sub) -> None:
     for name, default, func, help_text in (
             ("landmarks", DEFAULT_LANDMARK_CONFIG, cmd_train_landmarks,
              "the occlusion-robust landmark network, from FaceMesh's weights"),
-            ("parser", DEFAULT_PARSER_CONFIG, cmd_train_parser, "the face parser (N_alpha): labels of the visible face")):
+            ("parser", DEFAULT_PARSER_CONFIG, cmd_train_parser, "the face parser (N_alpha): labels of the visible face"),
+            ("deocclude", DEFAULT_DEOCCLUDE_CONFIG, cmd_train_deocclude,
+             "the de-occlusion generator (FISN): the hidden face from the crop and its parsing maps")):
         tl = t.add_parser(name, help=help_text)
         tl.add_argument("--output", required=True, help="run folder (checkpoint.pt, curves.png, weights)")
         tl.add_argument("--config", default=str(default))
@@ -224,7 +246,7 @@ def add_training_commands(sub) -> None:
                                  "to train on beside the photo pool; repeatable")
             tl.add_argument("--data-format", choices=("300w", "wflw", "cofw", "aflw2000-3d"),
                             help="the --data folders' format (default: detected)")
-        else:
+        elif name == "parser":
             tl.add_argument("--data", action="append", metavar="DIR",
                             help="a public face-parsing dataset folder (CelebAMask-HQ, LaPa) whose labelled "
                                  "faces fill part of every batch; repeatable")

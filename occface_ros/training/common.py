@@ -181,21 +181,26 @@ class TrainingRun:
     (then no weights are written and KeyboardInterrupt goes on), `history.json` and `curves.png`
     with each checkpoint; `finish` writes the weights and their provenance JSON.
 
-    `cfg` needs steps, lr, warmup_steps, val_every, checkpoint_every; `plot(history, path)` draws."""
+    `cfg` needs steps, lr, warmup_steps, val_every, checkpoint_every; `plot(history, path)` draws.
+    `extra`: more state in the checkpoint (e.g. a discriminator and its optimizer), objects with
+    state_dict / load_state_dict; only `net` is written as the weights."""
 
     def __init__(self, run_dir: str | Path, net: torch.nn.Module, opt: torch.optim.Optimizer, cfg, device,
-                 plot, resume: bool = True):
+                 plot, resume: bool = True, extra: dict | None = None):
         import sys
 
         self.run = Path(run_dir)
         self.run.mkdir(parents=True, exist_ok=True)
         self.net, self.opt, self.cfg, self.device, self.plot = net, opt, cfg, device, plot
+        self.extra = dict(extra or {})
         self.step, self.history = 0, {"step": [], "val_step": []}
         self.checkpoint = self.run / "checkpoint.pt"
         if resume and self.checkpoint.is_file():
             state = torch.load(self.checkpoint, map_location=device, weights_only=True)
             net.load_state_dict(state["model"])
             opt.load_state_dict(state["optimizer"])
+            for key, obj in self.extra.items():
+                obj.load_state_dict(state["extra"][key])
             self.step, self.history = int(state["step"]), state["history"]
             print(f"resumed {self.checkpoint} at step {self.step}", file=sys.stderr)
 
@@ -204,7 +209,8 @@ class TrainingRun:
         from dataclasses import asdict
 
         save_atomic(self.checkpoint, {"model": self.net.state_dict(), "optimizer": self.opt.state_dict(),
-                                      "step": self.step, "history": self.history, "config": asdict(self.cfg)})
+                                      "step": self.step, "history": self.history, "config": asdict(self.cfg),
+                                      "extra": {k: v.state_dict() for k, v in self.extra.items()}})
         (self.run / "history.json").write_text(json.dumps(self.history, indent=1))
         self.plot(self.history, self.run / "curves.png")
 

@@ -93,6 +93,7 @@ class Sample:
     source: str = "composite"  # composite | render | negative
     parsing: np.ndarray | None = None  # (192, 192) uint8 labels of the visible face (`parsing_labels`)
     landmarks68: np.ndarray | None = None  # (68, 2) float32 crop pixels: a human annotation, when the face has one
+    parsing_complete: np.ndarray | None = None  # (192, 192) uint8 labels of the whole face, occluders ignored
 
 
 def crop_affine(roi: np.ndarray, size: int = INPUT_SIZE) -> np.ndarray:
@@ -185,13 +186,17 @@ class SampleEngine:
             else:  # exact: the rendered mesh's regions
                 parsing = cv2.warpAffine(head.parsing, affine, (INPUT_SIZE, INPUT_SIZE), flags=cv2.INTER_NEAREST,
                                          borderMode=cv2.BORDER_REFLECT101)
-            parsing = _visible_parsing(parsing, alpha)
+            complete, parsing = parsing, _visible_parsing(parsing, alpha)
+        else:
+            complete = None
         if head is None:
             human68 = (_to_crop(face.landmarks68_label, affine, roi[2], INPUT_SIZE)
                        if face.landmarks68_label is not None else None)
-            return Sample(image, clean, lm468, visible, alpha, 1.0, kinds, parsing=parsing, landmarks68=human68)
+            return Sample(image, clean, lm468, visible, alpha, 1.0, kinds, parsing=parsing, landmarks68=human68,
+                          parsing_complete=complete)
         return Sample(image, clean, lm468, visible & head.self_visible468, alpha, 1.0, kinds,
-                      head.label_weight468, depth_label=False, source="render", parsing=parsing)
+                      head.label_weight468, depth_label=False, source="render", parsing=parsing,
+                      parsing_complete=complete)
 
     def _jittered_roi(self, roi: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         cfg = self.config
@@ -227,7 +232,7 @@ class SampleEngine:
         zeros = np.zeros((468, 3), np.float32)
         parsing = _visible_parsing(np.zeros((size, size), np.uint8), alpha) if self.config.parsing_labels else None
         return Sample(crop, crop.copy(), zeros, np.zeros(468, bool), alpha, 0.0, kinds, source="negative",
-                      parsing=parsing)
+                      parsing=parsing, parsing_complete=np.zeros((size, size), np.uint8) if parsing is not None else None)
 
     def _background(self, rng: np.random.Generator, size: int) -> np.ndarray:
         """A (size, size) crop without a face: a region of a photo whose faces the teacher all found,
