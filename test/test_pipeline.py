@@ -238,6 +238,10 @@ def test_relandmarking_on_the_deoccluded_face_follows_a_learned_face_better():
     from occface_ros.pipeline import FacePipeline
 
     cfg, _ = eval_config()
+    # the texture that relandmarking renders is the appearance evidence's (measured with hands, no parser)
+    cfg["occlusion"].update(appearance={**cfg["occlusion"]["appearance"], "enabled": True},
+                            hands={**cfg["occlusion"]["hands"], "enabled": True},
+                            parser={**cfg["occlusion"]["parser"], "enabled": False})
     seq = make_sequence(60, 640, 480, cfg)
     errors, learned = {}, []
     for on in (False, True):
@@ -266,7 +270,7 @@ def test_relandmarking_leaves_a_face_never_seen_unoccluded_alone(annotated_photo
     image = apply_occluder("mask_blue", photo.image_bgr, [photo.landmarks68], seed=0).image_bgr
     out = {}
     for on in (False, True):
-        pipe = FacePipeline(load_config(overrides={"occlusion": {"relandmark": on}}))
+        pipe = FacePipeline(load_config(overrides={"occlusion": {"relandmark": on, "appearance": {"enabled": True}}}))
         out[on] = pipe.process(image, 0.0).faces[0]
     assert out[True].occlusion_ratio > 0.1  # the mask is seen...
     np.testing.assert_array_equal(out[True].landmarks68, out[False].landmarks68)  # ...and nothing changes

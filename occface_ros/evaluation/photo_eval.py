@@ -42,8 +42,10 @@ def deocclusion_filler(config: dict) -> str:
     occ = config.get("occlusion") or {}
     if not occ.get("enabled") or not occ.get("deocclude"):
         return "off"
-    weights = (occ.get("fisn") or {}).get("weights")
-    return f"FISN generator ({weights})" if weights else "the track's texture (no occlusion.fisn.weights)"
+    fisn = occ.get("fisn") or {}
+    if fisn.get("enabled"):
+        return f"FISN generator ({fisn.get('weights') or 'shipped weights'})"
+    return "the track's texture (occlusion.fisn.enabled false)"
 
 
 def score_occluded_image(result, subjects: list[np.ndarray], clean_faces: list, occluder_mask: np.ndarray,

@@ -12,7 +12,7 @@ DEOCCLUSION_PSNR_GAIN_DB = 2.0  # ours - cv2.inpaint (same mask) >=, on the hidd
 DEOCCLUSION_SSIM_GAIN = 0.0  # ours - cv2.inpaint (same mask) >
 CLEAN_FALSE_POSITIVE_FRACTION = 0.03  # face region flagged occluded on a clean image <=
 DEOCCLUSION_OFF_HINT = ("de-occlusion off: `occface eval` sets `occlusion.deocclude` with the occlusion stage, so run "
-                        "it without `--no-occlusion` (`occlusion.fisn.weights: PATH` in a `--config` file selects "
+                        "it without `--no-occlusion` (`occlusion.fisn.enabled: true` in a `--config` file selects "
                         "the FISN generator, else the track's texture fills)")
 
 

@@ -1,8 +1,8 @@
-"""Optional learned face parser (the paper's U-Net): per-pixel labels of labels.py on a face crop.
+"""The learned face parser (the paper's U-Net N_alpha): per-pixel labels of labels.py on a face crop.
 
-No face-parsing weights exist offline and none ship: this module defines the network and loads
-a user's trained `state_dict` (config `occlusion.parser.weights`; a later issue trains it). When
-configured, its face probability is one more piece of visibility evidence (reasoner.py).
+Trained by `occface train parser` (training/parser.py); the shipped weights are
+occface_ros/data/weights/parser.pt (config `occlusion.parser`: `enabled`, `weights` null = those).
+Its face probability is the visibility evidence of the occlusion stage (reasoner.py).
 
 Weights file: a `torch.save(model.state_dict())` of `ParsingUNet(base_channels=C)`, loaded with
 `torch.load(weights_only=True)` (nothing executes); `base_channels` is inferred from the tensors.

@@ -14,7 +14,7 @@ from ..tracking.tracker import FaceTracker
 from .appearance.config import AppearanceConfig
 from .appearance.evidence import AppearanceEvidence
 from .background import BackgroundReasoner, ReasoningJob, ReasoningOutcome, reason
-from .parser import FaceParser, load_parser
+from .parser import DEFAULT_WEIGHTS as DEFAULT_PARSER_WEIGHTS, FaceParser, load_parser
 from .reasoner import OcclusionReasoner
 
 
@@ -33,14 +33,14 @@ class OcclusionStage:
         if config["appearance"]["enabled"]:
             appearance = AppearanceEvidence(AppearanceConfig.from_dict(
                 {k: v for k, v in config["appearance"].items() if k != "enabled"}))
-        if config["parser"]["weights"]:
-            parser = FaceParser(load_parser(config["parser"]["weights"], device))
+        if config["parser"]["enabled"]:
+            parser = FaceParser(load_parser(config["parser"]["weights"] or DEFAULT_PARSER_WEIGHTS, device))
         deoccluder = None
-        if config["fisn"]["weights"]:
+        if config["fisn"]["enabled"]:
             from ..deocclusion.fisn import load_fisn
             from ..deocclusion.stage import FaceDeoccluder
 
-            deoccluder = FaceDeoccluder(load_fisn(config["fisn"]["weights"], device))
+            deoccluder = FaceDeoccluder(load_fisn(config["fisn"]["weights"] or None, device))
         self.reasoner = OcclusionReasoner(config, model, device, hands=hands, appearance=appearance, parser=parser,
                                           deoccluder=deoccluder)
         self.background = BackgroundReasoner(self.reasoner) if config["background"] else None

@@ -4,7 +4,7 @@
   `camera.hfov_deg`); the `output` section (files of `occface run`) is not used by the node.
   Config entries that default to null are declared with a typed "unset" value: camera.fx/fy/cx/cy
   as 0.0 (0 = unset: use camera_info or camera.hfov_deg), model.path as "" (default search),
-  occlusion.parser.weights and occlusion.fisn.weights as "" (none).
+  occlusion.parser.weights and occlusion.fisn.weights as "" (the shipped weights).
   Core parameters take effect at configure (the lifecycle transition that builds the pipeline):
   they can be set while the node is unconfigured and are read-only while it is configured
   (inactive or active), except `smoothing.*` which change at run time.
@@ -66,7 +66,7 @@ DESCRIPTIONS = {
     "smoothing.noise_deadzone": "speeds up to this many noise stds keep the filter at min_cutoff (>= 0; "
                                 "0 = classic One-Euro); changeable at run time",
     "publish_deoccluded_image": "~/deoccluded_image (bgr8): the frame with its occluded face pixels filled by FISN "
-                                "(occlusion.fisn.weights) or the track's texture; turns occlusion.deocclude on; "
+                                "(occlusion.fisn.enabled) or the track's texture; turns occlusion.deocclude on; "
                                 "set while unconfigured",
     "publish_hri": "ROS4HRI (REP-155) faces: /humans/faces/tracked, /humans/faces/<id>/{roi,landmarks,cropped,"
                    "aligned}, face_<id>/gaze_<id> frames; set while unconfigured",
