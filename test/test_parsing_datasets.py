@@ -360,23 +360,7 @@ def test_subject_side_agreement_and_dataset_record(tmp_path):
 
 # ---------------------------------------------------------------- training with real labels mixed in
 
-@pytest.fixture(scope="module")
-def teacher():
-    from occface_ros.training import photo_pool as pp
-    from occface_ros.training.samples import teacher_faces
-
-    try:
-        photos = pp.training_photos()
-    except pp.PoolNotFetchedError as exc:
-        pytest.skip(f"photo pool not fetched: {exc}")
-    chosen, seen = [], set()
-    for p in photos:
-        if len(p.identities) == 1 and p.identities[0] not in seen:
-            chosen.append(p)
-            seen.add(p.identities[0])
-    faces = teacher_faces(chosen[:12], progress=False)
-    assert len(faces) >= 10
-    return faces
+# `teacher`: test/conftest.py (a fixed handful of the pool's `train` photos)
 
 
 def test_a_few_parser_steps_with_a_dataset_mixed_in(teacher, tmp_path):

@@ -1,11 +1,12 @@
 """What every training loop shares: the endless, resumable sample stream and its loader, the
-identity split for validation, the learning-rate schedule, the head renderer, atomic checkpoints.
+identity split for validation, the learning-rate schedule, the head renderer, atomic checkpoints, the configuration fields every trainer has.
 """
 from __future__ import annotations
 
 import io
 import math
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -125,6 +126,31 @@ def save_atomic(path: Path, state: dict) -> None:
     buffer = io.BytesIO()
     torch.save(state, buffer)
     atomic_write_bytes(path, buffer.getvalue())
+
+
+@dataclass
+class TrainConfig:
+    """The fields every trainer's YAML shares (config/training/*.yaml); each trainer's config class
+    adds its own and changes defaults."""
+
+    steps: int = 3000
+    batch_size: int = 32
+    lr: float = 1e-3  # AdamW, linear warm-up then cosine to 0
+    weight_decay: float = 1e-4
+    warmup_steps: int = 100
+    val_identity_fraction: float = 0.15  # `train` identities held out for validation (seeded hash)
+    val_samples: int = 192
+    val_every: int = 250
+    checkpoint_every: int = 250
+    num_threads: int = 2
+    workers: int = 1  # spawned sample-loader processes (0: in the training process)
+    seed: int = 0
+    render_textures: int = 0  # textures (photos) of the head renderer; 0: no rendered heads
+    samples: dict = field(default_factory=dict)  # training/samples.py SampleConfig overrides
+
+    @classmethod
+    def load(cls, path: str | Path):
+        return load_train_config(cls, path)
 
 
 def load_train_config(cls, path: str | Path):

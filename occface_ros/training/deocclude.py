@@ -19,7 +19,7 @@ A run directory holds `checkpoint.pt` (generator, discriminators, both optimizer
 from __future__ import annotations
 
 import copy
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import cv2
@@ -31,7 +31,7 @@ from torch import nn
 from ..core.labels import FACE_LABELS
 from ..deocclusion.fisn import FISNGenerator, MultiScaleDiscriminator, composite
 from ..evaluation.deocclusion import deocclusion_scores, inpaint_baseline
-from .common import Engines, TrainingRun, cosine_lr, load_train_config, plot_curves, sample_loader
+from .common import Engines, TrainConfig, TrainingRun, cosine_lr, plot_curves, sample_loader
 from .samples import TeacherFace
 
 PERCEPTUAL_LAYERS = ("prelu_2", "prelu_5", "prelu_8", "prelu_11")  # FaceMesh at 96, 48, 24, 12 px
@@ -39,16 +39,14 @@ PERCEPTUAL_INPUT_PX = 192
 
 
 @dataclass
-class DeoccludeTrainConfig:
+class DeoccludeTrainConfig(TrainConfig):
     """One FISN training configuration (config/training/deocclude.yaml)."""
 
-    steps: int = 3000
     batch_size: int = 8
-    lr: float = 2e-4  # generator (AdamW, warm-up then cosine); the discriminators use lr_discriminator
+    lr: float = 2e-4  # generator; the discriminators use lr_discriminator
     lr_discriminator: float = 2e-4
     betas: tuple = (0.5, 0.999)  # pix2pixHD's
     weight_decay: float = 0.0
-    warmup_steps: int = 100
     input_size: int = 128
     base_channels: int = 24
     res_blocks: int = 3
@@ -57,19 +55,7 @@ class DeoccludeTrainConfig:
     lambda_fm: float = 10.0
     lambda_perceptual: float = 10.0
     lambda_l1: float = 1.0
-    val_identity_fraction: float = 0.15
     val_samples: int = 64
-    val_every: int = 250
-    checkpoint_every: int = 250
-    num_threads: int = 2
-    workers: int = 1
-    seed: int = 0
-    render_textures: int = 0
-    samples: dict = field(default_factory=dict)
-
-    @classmethod
-    def load(cls, path: str | Path) -> DeoccludeTrainConfig:
-        return load_train_config(cls, path)
 
 
 class DeoccludeCollate:

@@ -19,7 +19,7 @@ command, config, data manifest digest, figures); all written atomically.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -27,38 +27,23 @@ import torch.nn.functional as F
 
 from ..landmarks.correspondence import landmarks68_from_mp468, load_correspondences
 from ..landmarks.occnet import OccLandmarkNet, build_occnet
-from .common import Engines, TrainingRun, load_train_config, plot_curves, resolve_init_weights, sample_loader
+from .common import Engines, TrainConfig, TrainingRun, plot_curves, resolve_init_weights, sample_loader
 from .samples import INPUT_SIZE, TeacherFace, collate
 
 @dataclass
-class LandmarkTrainConfig:
+class LandmarkTrainConfig(TrainConfig):
     """One training configuration (config/training/landmarks.yaml)."""
 
     steps: int = 6000
-    batch_size: int = 32
     lr: float = 3e-4
-    weight_decay: float = 1e-4
-    warmup_steps: int = 100
+    val_samples: int = 256
     loss_xy: float = 1.0
     loss_z: float = 0.1
     loss_visibility: float = 0.05
     loss_presence: float = 0.05
-    val_identity_fraction: float = 0.15
-    val_samples: int = 256
-    val_every: int = 250
-    checkpoint_every: int = 250
-    num_threads: int = 2
-    workers: int = 1
-    seed: int = 0
     loss_ibug68: float = 0.0  # extra weight of the FaceMesh points behind the 68 iBUG landmarks
     loss_human68: float = 1.0  # smooth-L1 of the 68 points against a dataset's human annotation (--data)
     init_weights: str | None = None  # start from these OccLandmarkNet weights instead of FaceMesh's
-    render_textures: int = 0  # textures (photos) of the head renderer; 0: no rendered heads
-    samples: dict = field(default_factory=dict)
-
-    @classmethod
-    def load(cls, path: str | Path) -> LandmarkTrainConfig:
-        return load_train_config(cls, path)
 
 
 def point_weights(batch: dict, cfg: LandmarkTrainConfig) -> torch.Tensor:

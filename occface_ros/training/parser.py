@@ -18,7 +18,7 @@ A run directory holds `checkpoint.pt` (resumable, also after Ctrl-C), `curves.pn
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import cv2
@@ -28,35 +28,18 @@ import torch.nn.functional as F
 
 from ..core.labels import FACE_LABELS, LABELS, OCCLUDER, label_mask
 from ..occlusion.parser import ParsingUNet
-from .common import Engines, TrainingRun, load_train_config, plot_curves, sample_loader
+from .common import Engines, TrainConfig, TrainingRun, plot_curves, sample_loader
 from .samples import INPUT_SIZE, Sample, SampleEngine, TeacherFace, validation_identity
 
 
 @dataclass
-class ParserTrainConfig:
+class ParserTrainConfig(TrainConfig):
     """One parser training configuration (config/training/parser.yaml)."""
 
-    steps: int = 3000
-    batch_size: int = 32
     lr: float = 2e-3
-    weight_decay: float = 1e-4
-    warmup_steps: int = 100
     input_size: int = 128  # the parser's crop side (pixels)
     base_channels: int = 8
-    val_identity_fraction: float = 0.15
-    val_samples: int = 192
-    val_every: int = 250
-    checkpoint_every: int = 250
-    num_threads: int = 2
-    workers: int = 1
-    seed: int = 0
-    render_textures: int = 0
     dataset_fraction: float = 0.5  # of each batch from real labelled faces, when `datasets` are given
-    samples: dict = field(default_factory=dict)
-
-    @classmethod
-    def load(cls, path: str | Path) -> ParserTrainConfig:
-        return load_train_config(cls, path)
 
 
 class ParsingCollate:
