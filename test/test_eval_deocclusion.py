@@ -93,8 +93,9 @@ def test_the_baseline_uses_the_predicted_mask(astronaut):
 def test_filler_named_from_the_config():
     assert deocclusion_filler({"occlusion": {"enabled": True, "deocclude": False}}) == "off"
     assert "texture" in deocclusion_filler({"occlusion": {"enabled": True, "deocclude": True, "fisn": {}}})
-    assert "FISN" in deocclusion_filler({"occlusion": {"enabled": True, "deocclude": True,
-                                                       "fisn": {"weights": "w.pt"}}})
+    assert "w.pt" in deocclusion_filler({"occlusion": {"enabled": True, "deocclude": True,
+                                                       "fisn": {"enabled": True, "weights": "w.pt"}}})
+    assert "FISN" in deocclusion_filler({"occlusion": {"enabled": True, "deocclude": True, "fisn": {"enabled": True}}})
 
 
 def _photo_record(name, clean_bgr, region, occlusions, fillings, clean_fp):

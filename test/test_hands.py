@@ -52,7 +52,7 @@ def _in_box(point, box) -> bool:
 
 @pytest.fixture(scope="module")
 def detector():
-    return HandTracker({"max_hands": 8, "redetect_every": 0})
+    return HandTracker({"enabled": True, "max_hands": 8, "redetect_every": 0})  # off in the default config
 
 
 def _detect(detector: HandTracker, image: torch.Tensor, max_hands: int = 8) -> Hands:
