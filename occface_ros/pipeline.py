@@ -47,8 +47,8 @@ class FacePipeline:
         self.tracker = self._build_tracker(cfg)
         self.model = load_morphable_model(cfg["model"]["name"], cfg["model"]["path"]).to(self.device)
         self.fitting = FitStage(self.model, load_correspondences(), cfg["fitting"])
-        self.occlusion = (OcclusionStage(cfg["occlusion"], self.model, self.device, cfg["runtime"], self.timer)
-                          if cfg["occlusion"]["enabled"] else None)
+        self.occlusion = (OcclusionStage(cfg["occlusion"], self.model, self.device, cfg["runtime"], self.timer,
+                                         cfg["detection"]["max_faces"]) if cfg["occlusion"]["enabled"] else None)
         self.tracks = TrackRegistry(self._new_track, cfg["landmarks"]["reacquire_s"], cfg["landmarks"]["reacquire_iou"])
         self.camera_matrix: np.ndarray | None = None
         self.set_camera_matrix(camera_matrix)

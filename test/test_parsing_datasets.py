@@ -400,4 +400,4 @@ def test_a_few_parser_steps_with_a_dataset_mixed_in(teacher, tmp_path):
     if mixed["val_faces"]:
         assert 0.0 <= record["validation"]["dataset_face_f1"] <= 1.0
     assert 0.0 <= record["validation"]["face_f1"] <= 1.0
-    assert load_parser(result.weights).input_size == 64
+    assert load_parser(result.weights).input_size == (64, 64)

@@ -3,6 +3,7 @@ reproducible samples with whole-face labels, a loop that learns, resumes and sur
 the trained network on every CPU backend."""
 from __future__ import annotations
 
+import hashlib
 import json
 
 import numpy as np
@@ -221,8 +222,6 @@ def test_engine_mixes_rendered_heads_with_their_own_label_weights(teacher, heads
 
 
 def test_training_can_start_from_given_weights(teacher, tmp_path):
-    import hashlib
-
     from occface_ros.landmarks.occnet import DEFAULT_WEIGHTS
     from occface_ros.training.landmarks import train_landmarks
 
@@ -288,7 +287,18 @@ def test_a_few_parser_steps_learn_and_the_weights_load_at_their_size(teacher, tm
     assert record["photo_manifest_sha256"] == "y" and 0.0 <= record["validation"]["face_f1"] <= 1.0
     assert (tmp_path / "run" / "curves.png").stat().st_size > 1000
     loaded = load_parser(result.weights)
-    assert loaded.input_size == 64 and loaded.head.out_channels == 12
+    assert loaded.input_size == (64, 64) and loaded.head.out_channels == 12
+
+    # a second stage at another crop size starts from those weights (the shipped parser's recipe)
+    tuned = ParserTrainConfig(**{**cfg.__dict__, "input_size": 48, "init_weights": str(result.weights), "steps": 1})
+    again = train_parser(tuned, teacher, tmp_path / "run48", progress=False)
+    record = json.loads(again.weights.with_suffix(".json").read_text())
+    assert record["init_weights_sha256"] == hashlib.sha256(result.weights.read_bytes()).hexdigest()
+    assert load_parser(again.weights).input_size == (48, 48)
+    start = ParsingUNet(4, input_size=48)
+    start.load_state_dict({**torch.load(result.weights, weights_only=True), "input_size_px": torch.tensor(48)})
+    moved = [float((a - b).abs().max()) for a, b in zip(start.parameters(), load_parser(again.weights).parameters())]
+    assert max(moved) < 0.05  # one fine-tuning step from the initial weights, not a fresh network
 
 
 def test_a_public_dataset_folder_adds_human_labelled_faces(teacher, tmp_path):

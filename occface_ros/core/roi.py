@@ -64,6 +64,18 @@ def bgr_to_tensor(bgr: np.ndarray, device) -> torch.Tensor:
     return t.permute(2, 0, 1).flip(0).float().div_(255.0)
 
 
+def resize_area(image: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """(3, H, W) float image -> (3, height, width) by area averaging (downscaling). On the CPU
+    cv2.INTER_AREA on the channels-last array (~10x faster than F.interpolate's adaptive pooling)
+    and the result is channels-last, which `crop_rois` cuts with cv2 too."""
+    if (image.device.type == "cpu" and image.dtype == torch.float32 and not image.requires_grad
+            and not torch.jit.is_tracing() and not torch.compiler.is_compiling()):
+        hwc = cv2.resize(np.ascontiguousarray(image.permute(1, 2, 0).numpy()), (width, height),
+                         interpolation=cv2.INTER_AREA)
+        return torch.from_numpy(hwc.reshape(height, width, -1)).permute(2, 0, 1)
+    return F.interpolate(image.unsqueeze(0), size=(height, width), mode="area")[0]
+
+
 def crop_rois(image, rois: torch.Tensor, out_size: tuple[int, int], mode: str = "bilinear") -> torch.Tensor:
     """Crop (B, C, h, w) from a (C, H, W) float image (RGB [0, 1]) or a FrameImage, bilinear (or
     `mode="nearest"`: label maps), zero outside the image.

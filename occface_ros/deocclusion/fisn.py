@@ -147,6 +147,23 @@ class FISNGenerator(nn.Module):
         return torch.sigmoid(self.out(x))
 
 
+class PackedFISN(nn.Module):
+    """The generator behind one input tensor, as Runners call networks (nets/runners.py):
+    x (B, 6, S, S) = RGB, hidden mask, M_alpha, M_gamma (labels as floats) -> (B, 3, S, S)."""
+
+    name = "fisn"
+    input_channels = 6
+
+    def __init__(self, generator: FISNGenerator):
+        super().__init__()
+        self.generator = generator
+        self.input_size = (generator.input_size, generator.input_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        labels = x[:, 4:6].round().long()
+        return self.generator(x[:, :3], x[:, 3:4], labels[:, 0], labels[:, 1])
+
+
 def codes_size(image: torch.Tensor) -> tuple[int, int]:
     """Resolution of the style map (half the crop's: the finest modulated level)."""
     return image.shape[-2] // 2, image.shape[-1] // 2

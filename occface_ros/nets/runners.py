@@ -3,7 +3,8 @@
     runner = make_runner(module, backend="auto", device="cpu", max_batch=1, precision="fp32")
     outputs = runner(x)     # x: (B, 3, H, W) float32 RGB in [0, 1] on runner.device -> module(x)
 
-Every Runner has `name`, `backend`, `device`, `input_size` (H, W), `max_batch`, `precision` and
+Every Runner has `name`, `backend`, `device`, `input_size` (H, W), `input_channels` (the module's
+`input_channels`, default 3: an image), `max_batch`, `precision` and
 `module` (the eager nn.Module it runs, for export or as a reference). Calls run under
 torch.inference_mode (as the pipeline's stages do; compiled graphs are guarded on that mode).
 A batch may hold 0 to any number of images: above `max_batch` the compiled runners (compile,
@@ -81,6 +82,7 @@ class Runner(ABC):
         self.module = module
         self.name = getattr(module, "name", type(module).__name__)
         self.input_size = tuple(getattr(module, "input_size", ()))
+        self.input_channels = int(getattr(module, "input_channels", 3))
         self.device = torch.device(device)
         self.max_batch = int(max_batch)
         self.precision = precision if precision in self.precisions else "fp32"
@@ -257,7 +259,8 @@ def _install_fast_path(net: nn.Module, example_input: torch.Tensor) -> None:
 
 def _example(module: nn.Module, batch: int, device: torch.device) -> torch.Tensor:
     h, w = module.input_size
-    return torch.rand(batch, 3, h, w, generator=torch.Generator().manual_seed(0)).to(device)
+    c = int(getattr(module, "input_channels", 3))
+    return torch.rand(batch, c, h, w, generator=torch.Generator().manual_seed(0)).to(device)
 
 
 class EagerRunner(Runner):
@@ -427,8 +430,8 @@ class TensorRTRunner(Runner):
             if hasattr(sub, "clear_fast_path"):
                 sub.clear_fast_path()
         super().__init__(module, device, max_batch, precision)
-        h, w = self.input_size
-        self.shape_range = ((1, 3, h, w), (1, 3, h, w), (self.max_batch, 3, h, w))
+        (h, w), c = self.input_size, self.input_channels
+        self.shape_range = ((1, c, h, w), (1, c, h, w), (self.max_batch, c, h, w))
         from ..paths import cache_dir  # noqa: PLC0415
         from .models import _digest  # noqa: PLC0415
 

@@ -15,8 +15,10 @@ then the facial features, per class c and pixel p:
 
 So an occluder over the face becomes the face class behind it, features override skin, and
 pixels that are neither face in M_alpha nor in M_beta keep M_alpha's label (background, hair,
-occluders off the face). `merge_parsing_maps` is the vectorised form (a loop over the 9 classes,
-never over pixels); `merge_parsing_maps_reference` is the literal loop, for tests.
+occluders off the face). Per pixel the loop leaves the label of {M_alpha, M_beta} that comes last
+in the class order (M_alpha when neither is a face class or both are the same): that is
+`merge_parsing_maps`, a table lookup of each label's rank and one comparison, never a loop over
+pixels; `merge_parsing_maps_reference` is the literal loop, for tests.
 """
 from __future__ import annotations
 
@@ -34,10 +36,10 @@ def merge_parsing_maps(m_alpha: torch.Tensor, m_beta: torch.Tensor) -> torch.Ten
     """M_gamma from M_alpha and M_beta (same shape, integer labels of labels.py); vectorised."""
     if m_alpha.shape != m_beta.shape:
         raise ValueError(f"M_alpha {tuple(m_alpha.shape)} and M_beta {tuple(m_beta.shape)} differ in shape")
-    m_gamma = m_alpha.clone()
-    for label in MERGE_ORDER:
-        m_gamma.masked_fill_((m_alpha == label) | (m_beta == label), label)
-    return m_gamma
+    rank = torch.zeros(256, dtype=torch.uint8, device=m_alpha.device)  # 0: not a class of the loop
+    rank[torch.tensor(MERGE_ORDER, device=m_alpha.device)] = torch.arange(1, len(MERGE_ORDER) + 1, dtype=torch.uint8,
+                                                                         device=m_alpha.device)
+    return torch.where(rank[m_beta.long()] > rank[m_alpha.long()], m_beta, m_alpha)
 
 
 def occlusion_mask(m_alpha: torch.Tensor, m_beta: torch.Tensor) -> torch.Tensor:

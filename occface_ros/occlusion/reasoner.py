@@ -25,8 +25,9 @@ from dataclasses import dataclass, field, replace
 import torch
 import torch.nn.functional as F
 
-from ..core.camera import project_points, scale_intrinsics, transform_points
-from .hand_silhouettes import hand_mask as hand_silhouettes
+from ..core.camera import project_points, transform_points
+from ..core.roi import resize_area, rois_to_boxes
+from .hand_silhouettes import hand_mask as hand_silhouettes, palm_size_px
 from ..morphable.model import VertexSubset
 from ..render.parsing import render_parsing
 from ..render.raster import rasterize
@@ -39,14 +40,18 @@ from .appearance.surface import surface_attributes
 
 @dataclass
 class OcclusionResult:
-    """Per-frame output of OcclusionReasoner (tensors on the pipeline's device)."""
+    """Per-frame output of OcclusionReasoner (tensors on the pipeline's device).
+
+    The reasoning runs in a window of the input image (`window`, input pixels x0, y0, x1, y1)
+    resampled by `scale`; `upsample` brings the maps to the whole input image (the work maps stay
+    in `work_*`)."""
 
     m_alpha: torch.Tensor  # (H, W) uint8 visible parsing
     m_beta: torch.Tensor  # (H, W) uint8 complete parsing of the fitted faces
     m_gamma: torch.Tensor  # (H, W) uint8 Algorithm 1
     occlusion_mask: torch.Tensor  # (H, W) bool
     face_index: torch.Tensor  # (H, W) int64: which face (row of the batch) a face pixel belongs to, -1 none
-    face_likelihood: torch.Tensor  # (H, W) float combined evidence (1 off the face)
+    face_likelihood: torch.Tensor  # (h, w) float combined evidence in the window (1 off the face)
     hand_mask: torch.Tensor | None  # (H, W) bool or None when hands are off
     occlusion_ratio: torch.Tensor  # (B,) occluded / face pixels per face
     region_pixels: torch.Tensor  # (B, R, 2) int64 (occluded, total) per FACE_LABELS region
@@ -54,27 +59,39 @@ class OcclusionResult:
     deoccluded_learned: torch.Tensor | None = None  # (B,) when requested: fraction of each face's occluded
     # pixels the track's texture has learned (confidence >= texture_full_confidence); the rest of the
     # de-occluded face shows only the shaded skin reference
-    scale: tuple[float, float] = (1.0, 1.0)  # working resolution / input resolution (x, y)
-    work_occlusion_mask: torch.Tensor | None = None  # the mask at the working resolution
+    scale: tuple[float, float] = (1.0, 1.0)  # work window pixels per input pixel (x, y)
+    window: tuple[int, int, int, int] = (0, 0, 0, 0)  # x0, y0, x1, y1 of the work window in input pixels
+    work_occlusion_mask: torch.Tensor | None = None  # the mask in the work window
     _dilated: dict = field(default_factory=dict)
 
     def upsample(self, height: int, width: int) -> None:
-        """Bring the maps from the working resolution to the input size (nearest neighbour)."""
+        """Bring the maps from the work window to the whole (height, width) input image (nearest
+        neighbour inside the window; background, no face, no occlusion outside)."""
         self.work_occlusion_mask = self.occlusion_mask
-        if self.occlusion_mask.shape == (height, width):
+        x0, y0, x1, y1 = self.window
+        if self.occlusion_mask.shape == (height, width) and (x0, y0, x1, y1) == (0, 0, width, height):
             return
-        def up(t):  # noqa: E306
-            return F.interpolate(t[None, None].to(torch.uint8), size=(height, width), mode="nearest")[0, 0]
-        self.m_alpha, self.m_beta, self.m_gamma = up(self.m_alpha), up(self.m_beta), up(self.m_gamma)
-        self.occlusion_mask = up(self.occlusion_mask).bool()
-        self.face_index = F.interpolate(self.face_index[None, None].float(), size=(height, width),
-                                        mode="nearest")[0, 0].long()
+
+        def paste(tile, fill):
+            up = tile if tile.shape == (y1 - y0, x1 - x0) else F.interpolate(
+                tile[None, None].to(torch.uint8 if tile.dtype == torch.bool else torch.float32),
+                size=(y1 - y0, x1 - x0), mode="nearest")[0, 0].to(tile.dtype)
+            out = torch.full((height, width), fill, dtype=tile.dtype, device=tile.device)
+            out[y0:y1, x0:x1] = up
+            return out
+
+        self.m_alpha, self.m_beta, self.m_gamma = (paste(m, L.BACKGROUND) for m in (self.m_alpha, self.m_beta,
+                                                                                   self.m_gamma))
+        self.occlusion_mask = paste(self.occlusion_mask, False)
+        self.face_index = paste(self.face_index, -1)
         if self.hand_mask is not None:
-            self.hand_mask = up(self.hand_mask).bool()
+            self.hand_mask = paste(self.hand_mask, False)
 
     def points_visible(self, points_px: torch.Tensor, radius_px: float) -> torch.Tensor:
-        """(B, N, 2) input-pixel positions -> (B, N) bool: no occluded face pixel within `radius_px`."""
+        """(B, N, 2) input-pixel positions -> (B, N) bool: no occluded face pixel within `radius_px`
+        (points off the image are tested at its border, as the mask is 0 off the face)."""
         sx, sy = self.scale
+        x0, y0, x1, y1 = self.window
         radius = max(1, round(radius_px * sx)) if radius_px > 0 else 0
         occ = self._dilated.get(radius)
         if occ is None:
@@ -83,9 +100,13 @@ class OcclusionResult:
                 occ = F.max_pool2d(occ, 2 * radius + 1, stride=1, padding=radius)
             occ = self._dilated[radius] = occ[0, 0] > 0
         h, w = occ.shape
-        x = ((points_px[..., 0] + 0.5) * sx - 0.5).round().long().clamp(0, w - 1)
-        y = ((points_px[..., 1] + 0.5) * sy - 0.5).round().long().clamp(0, h - 1)
-        return ~occ[y, x]
+        height, width = self.occlusion_mask.shape
+        px = points_px[..., 0].clamp(0, width - 1)
+        py = points_px[..., 1].clamp(0, height - 1)
+        x = ((px + 0.5 - x0) * sx - 0.5).round().long()
+        y = ((py + 0.5 - y0) * sy - 0.5).round().long()
+        inside = (x >= 0) & (x < w) & (y >= 0) & (y < h)
+        return ~(occ[y.clamp(0, h - 1), x.clamp(0, w - 1)] & inside)
 
 
 class OcclusionReasoner:
@@ -163,6 +184,26 @@ class OcclusionReasoner:
         verts = self.face_part(fit.identity, fit.expression)
         return transform_points(fit.rotation, fit.translation_m, verts)
 
+    @staticmethod
+    def _window(extent: torch.Tensor, rois: torch.Tensor | None, hands, margin_px: float, width: int,
+                height: int) -> tuple[int, int, int, int]:
+        """x0, y0, x1, y1 (input pixels, inside the image, at least 1x1): the box around the faces'
+        projected vertices (B, V, 2), their ROIs and the hands' silhouettes, plus `margin_px`."""
+        boxes = [torch.cat([extent.amin(1), extent.amax(1)], -1)]  # (N, 4) rows x0, y0, x1, y1
+        if rois is not None and len(rois):
+            boxes.append(rois_to_boxes(rois))
+        if hands is not None and len(hands):
+            xy = hands.landmarks21[..., :2]
+            reach = (palm_size_px(hands.landmarks21) * 0.6)[:, None]  # the wrist capsule beyond the landmarks
+            boxes.append(torch.cat([xy.amin(1) - reach, xy.amax(1) + reach], -1))
+        box = torch.cat([b.to(extent.dtype) for b in boxes])
+        lo = (box[:, :2].amin(0) - margin_px).floor().clamp_min(0)
+        hi = (box[:, 2:].amax(0) + margin_px).ceil() + 1
+        x0, y0 = (int(v) for v in lo.tolist())
+        x1, y1 = min(width, int(hi[0])), min(height, int(hi[1]))
+        x0, y0 = min(x0, width - 1), min(y0, height - 1)
+        return x0, y0, max(x1, x0 + 1), max(y1, y0 + 1)
+
     @torch.inference_mode()
     def __call__(self, image: torch.Tensor, fit, K: torch.Tensor, track_ids: list[int],
                  rois: torch.Tensor | None = None, deocclude: bool = False,
@@ -175,35 +216,39 @@ class OcclusionReasoner:
         full_image, full_rois = image, rois
         full_h, full_w = image.shape[1:]
         verts = self.face_vertices(fit)
-        # work at a resolution where the largest face spans at most max_face_px pixels: the
-        # evidence is per pixel, and a 1080p close-up has 30x more face pixels than it needs
-        extent = project_points(verts, K, min_depth_m=None)
+        extent = project_points(verts, K, min_depth_m=None)  # (B, V, 2) input pixels
+        hands = self.hands(full_image) if self.hands is not None else None
+        # the work window: the faces, their ROIs (hair) and the hands, at a resolution where the
+        # largest face spans at most max_face_px pixels (the evidence is per pixel: a 1080p close-up
+        # has 30x more face pixels than it needs, and most of a frame is no face)
         face_px = float((extent.amax(1) - extent.amin(1)).amax())
         scale = min(1.0, cfg["max_face_px"] / max(face_px, 1.0))
-        if scale < 1.0:
-            height, width = max(1, round(full_h * scale)), max(1, round(full_w * scale))
-            sx, sy = width / full_w, height / full_h
-            image = F.interpolate(image.unsqueeze(0), size=(height, width), mode="area")[0]
-            K = scale_intrinsics(K, sx, sy)
-            if rois is not None:
-                rois = torch.cat([(rois[:, :1] + 0.5) * sx - 0.5, (rois[:, 1:2] + 0.5) * sy - 0.5,
-                                  rois[:, 2:3] * sx, rois[:, 3:]], 1)
-        else:
-            height, width, sx, sy = full_h, full_w, 1.0, 1.0
-        frags = rasterize(verts, self.triangles, K, height, width, backend=cfg["render_backend"], merge_faces=True)
+        x0, y0, x1, y1 = self._window(extent, rois, hands, 4.0 / scale, full_w, full_h)
+        width, height = max(1, round((x1 - x0) * scale)), max(1, round((y1 - y0) * scale))
+        sx, sy = width / (x1 - x0), height / (y1 - y0)
+        image = full_image[:, y0:y1, x0:x1]
+        image = (resize_area(image, height, width) if (height, width) != (y1 - y0, x1 - x0)
+                 else image.permute(1, 2, 0).contiguous().permute(2, 0, 1))  # channels-last: cv2 crops
+        to_work = lambda x, y: ((x + 0.5 - x0) * sx - 0.5, (y + 0.5 - y0) * sy - 0.5)  # noqa: E731
+        K = K.clone()  # the camera of the work window: scaled focal lengths, principal point moved like a pixel
+        K[..., 0, 0] *= sx
+        K[..., 1, 1] *= sy
+        K[..., 0, 2], K[..., 1, 2] = to_work(K[..., 0, 2], K[..., 1, 2])
+        if rois is not None:
+            cx, cy = to_work(rois[:, 0:1], rois[:, 1:2])
+            rois = torch.cat([cx, cy, rois[:, 2:3] * sx, rois[:, 3:]], 1)
+        frags = rasterize(verts, self.triangles, K, height, width, backend=cfg["render_backend"], merge_faces=True,
+                          attributes=self.appearance is not None)  # barycentrics: the appearance evidence
         m_beta = render_parsing(frags, self.triangle_labels)[0]
         face_index = frags.face_index[0]
         on_face = frags.triangle_id[0] >= 0
 
         likelihood = torch.ones((height, width), device=image.device)
         hand_mask = None
-        if self.hands is not None:
-            hands = self.hands(full_image)
-            if scale < 1.0:
-                xy = hands.landmarks21[..., :2]
-                xy = torch.stack([(xy[..., 0] + 0.5) * sx - 0.5, (xy[..., 1] + 0.5) * sy - 0.5], -1)
-                hands = replace(hands, landmarks21=torch.cat([xy, hands.landmarks21[..., 2:] * sx], -1))
-            hand_mask = hand_silhouettes(hands, height, width)
+        if hands is not None:
+            hx, hy = to_work(hands.landmarks21[..., 0], hands.landmarks21[..., 1])
+            hand_mask = hand_silhouettes(replace(hands, landmarks21=torch.stack(
+                [hx, hy, hands.landmarks21[..., 2] * sx], -1)), height, width)
             likelihood = likelihood * (~hand_mask).float()
         hair = None
         if self.parser is not None and rois is not None and len(rois):
@@ -244,7 +289,7 @@ class OcclusionReasoner:
         sums = region_pixels.sum(1)
         ratio = sums[:, 0].float() / sums[:, 1].clamp_min(1).float()
         result = OcclusionResult(m_alpha, m_beta, m_gamma, occluded, face_index, likelihood, hand_mask,
-                                 ratio, region_pixels, None, scale=(sx, sy))
+                                 ratio, region_pixels, None, scale=(sx, sy), window=(x0, y0, x1, y1))
         texture_deocclude = deocclude and self.deoccluder is None
         if app is not None and (texture_deocclude or deocclude_when is not None):
             result.deoccluded_learned = self._learned_fraction(attrs.uv[0], face_index, occluded & on_face, track_ids)
@@ -256,10 +301,12 @@ class OcclusionReasoner:
                 deoccluded = self._expected_image(image, frags, attrs, app, face_index, on_face, track_ids)
         result.upsample(full_h, full_w)
         if deoccluded is not None:
-            if scale < 1.0:
-                deoccluded = F.interpolate(deoccluded.unsqueeze(0), size=(full_h, full_w), mode="bilinear",
+            if deoccluded.shape[1:] != (y1 - y0, x1 - x0):
+                deoccluded = F.interpolate(deoccluded.unsqueeze(0), size=(y1 - y0, x1 - x0), mode="bilinear",
                                            align_corners=False)[0]
-            result.deoccluded = torch.where(result.occlusion_mask[None], deoccluded, full_image)
+            window = full_image.clone()
+            window[:, y0:y1, x0:x1] = deoccluded
+            result.deoccluded = torch.where(result.occlusion_mask[None], window, full_image)
         if deocclude and self.deoccluder is not None:
             result.deoccluded = self.deoccluder(full_image, full_rois, result.m_alpha, result.m_gamma,
                                                 result.occlusion_mask)

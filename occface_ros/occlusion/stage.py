@@ -21,8 +21,10 @@ from .reasoner import OcclusionReasoner
 class OcclusionStage:
     """`config` is config/occface.yaml's `occlusion` section (docs/occlusion.md)."""
 
-    def __init__(self, config: dict, model, device: torch.device, runtime: dict, timer: StageTimer):
-        """`runtime`: config/occface.yaml's `runtime` (backend and precision of the hand networks)."""
+    def __init__(self, config: dict, model, device: torch.device, runtime: dict, timer: StageTimer,
+                 max_faces: int = 1):
+        """`runtime`: config/occface.yaml's `runtime` (backend and precision of the networks);
+        `max_faces`: the most faces a frame holds (the parser's batch)."""
         self.config = config
         self.device = device
         self.timer = timer
@@ -34,13 +36,16 @@ class OcclusionStage:
             appearance = AppearanceEvidence(AppearanceConfig.from_dict(
                 {k: v for k, v in config["appearance"].items() if k != "enabled"}))
         if config["parser"]["enabled"]:
-            parser = FaceParser(load_parser(config["parser"]["weights"] or DEFAULT_PARSER_WEIGHTS, device))
+            parser = FaceParser(load_parser(config["parser"]["weights"] or DEFAULT_PARSER_WEIGHTS, device),
+                                backend=runtime["backend"], max_batch=max_faces,
+                                precision=runtime["precision"])
         deoccluder = None
         if config["fisn"]["enabled"]:
             from ..deocclusion.fisn import load_fisn
             from ..deocclusion.stage import FaceDeoccluder
 
-            deoccluder = FaceDeoccluder(load_fisn(config["fisn"]["weights"] or None, device))
+            deoccluder = FaceDeoccluder(load_fisn(config["fisn"]["weights"] or None, device), backend=runtime["backend"],
+                                        max_batch=max_faces, precision=runtime["precision"])
         self.reasoner = OcclusionReasoner(config, model, device, hands=hands, appearance=appearance, parser=parser,
                                           deoccluder=deoccluder)
         self.background = BackgroundReasoner(self.reasoner) if config["background"] else None

@@ -77,10 +77,13 @@ def rasterize(
     backend: str = "auto",
     merge_faces: bool = False,
     near_m: float = 1e-3,
+    attributes: bool = True,
 ) -> Fragments:
     """Rasterize B meshes (B, V, 3) (camera frame, metres) sharing `triangles` (T, 3) with K (3, 3)/(B, 3, 3).
 
     Returns Fragments of batch B, or of batch 1 with a shared z-buffer when `merge_faces` (see module doc).
+    `attributes=False`: triangle ids and face indices only (the torch backend then leaves the
+    barycentrics at 0 and the depth at inf, ~15% less work).
     """
     if vertices_cam.dim() == 2:
         vertices_cam = vertices_cam.unsqueeze(0)
@@ -95,7 +98,7 @@ def rasterize(
     if backend == "auto":
         backend = "nvdiffrast" if device.type == "cuda" and nvdiffrast_available() else "torch"
     if backend == "torch":
-        return _rasterize_torch(vertices_cam, triangles, K, int(height), int(width), merge_faces, near_m)
+        return _rasterize_torch(vertices_cam, triangles, K, int(height), int(width), merge_faces, near_m, attributes)
     if backend == "nvdiffrast":
         if device.type != "cuda":
             raise ValueError("the nvdiffrast backend needs CUDA tensors")
@@ -112,7 +115,7 @@ def _empty(n_out: int, height: int, width: int, device) -> Fragments:
     )
 
 
-def _rasterize_torch(verts, tris, K, height, width, merge, near_m) -> Fragments:
+def _rasterize_torch(verts, tris, K, height, width, merge, near_m, attributes=True) -> Fragments:
     device = verts.device
     B, V, _ = verts.shape
     T = tris.shape[0]
@@ -125,13 +128,15 @@ def _rasterize_torch(verts, tris, K, height, width, merge, near_m) -> Fragments:
     flat = (tris.unsqueeze(0) + (torch.arange(B, device=device) * V).view(B, 1, 1)).reshape(-1, 3)
     corner_xy = xy.reshape(-1, 2)[flat]  # (N, 3, 2)
     corner_z = verts[..., 2].reshape(-1)[flat]  # (N, 3)
-    lo = torch.ceil(corner_xy.amin(1))
-    hi = torch.floor(corner_xy.amax(1))
+    # min/max over the 3 corners as elementwise ops (a reduction over a dim of 3 is ~5x slower)
+    c0, c1, c2 = corner_xy.unbind(1)
+    lo = torch.ceil(torch.minimum(torch.minimum(c0, c1), c2))
+    hi = torch.floor(torch.maximum(torch.maximum(c0, c1), c2))
     x0, y0 = lo[:, 0].clamp(0, width), lo[:, 1].clamp(0, height)
     x1, y1 = hi[:, 0].clamp(-1, width - 1), hi[:, 1].clamp(-1, height - 1)
     a, b, c = corner_xy.unbind(1)
     area = (b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (b[:, 1] - a[:, 1]) * (c[:, 0] - a[:, 0])
-    valid = (corner_z.amin(1) > near_m) & (area.abs() > 1e-9) & torch.isfinite(area) & (x1 >= x0) & (y1 >= y0)
+    valid = (torch.minimum(torch.minimum(corner_z[:, 0], corner_z[:, 1]), corner_z[:, 2]) > near_m) & (area.abs() > 1e-9) & torch.isfinite(area) & (x1 >= x0) & (y1 >= y0)
     keep = torch.nonzero(valid).squeeze(1)
     if keep.numel() == 0:
         return frags
@@ -147,7 +152,7 @@ def _rasterize_torch(verts, tris, K, height, width, merge, near_m) -> Fragments:
          (prv[..., 0] - nxt[..., 0]) * inv_area,
          (nxt[..., 0] * prv[..., 1] - prv[..., 0] * nxt[..., 1]) * inv_area), 1)  # (Nk, 3 [A, B, C], 3 corners)
     persp = edge * (1.0 / corner_z[keep].double()).unsqueeze(1)  # w_i / z_i: also affine in screen space
-    inv_z_coef = persp.sum(2)  # (Nk, 3): 1/z = sum_i w_i / z_i
+    inv_z_coef = persp[..., 0] + persp[..., 1] + persp[..., 2]  # (Nk, 3): 1/z = sum_i w_i / z_i
     face_of = torch.div(keep, T, rounding_mode="floor")
     img = torch.zeros_like(face_of) if merge else face_of
     # the z-buffer covers only the bounding box of the drawn triangles (box_h x box_w per image)
@@ -166,8 +171,9 @@ def _rasterize_torch(verts, tris, K, height, width, merge, near_m) -> Fragments:
     slope = table[:, 0:3]
     offset = table[:, 3:6] * dy[:, None] + table[:, 6:9]  # w_i(dx) = slope_i dx + offset_i on this row
     bound = (-eps - offset) / torch.where(slope == 0, torch.ones_like(slope), slope)
-    x_lo = torch.where(slope > 0, bound, -torch.inf).amax(1).clamp_min(0.0).ceil()
-    x_hi = torch.minimum(torch.where(slope < 0, bound, torch.inf).amin(1), bw[row_tri] - 1).floor()
+    lo_b, hi_b = torch.where(slope > 0, bound, -torch.inf), torch.where(slope < 0, bound, torch.inf)
+    x_lo = torch.maximum(torch.maximum(lo_b[:, 0], lo_b[:, 1]), lo_b[:, 2]).clamp_min(0.0).ceil()
+    x_hi = torch.minimum(torch.minimum(torch.minimum(hi_b[:, 0], hi_b[:, 1]), hi_b[:, 2]), bw[row_tri] - 1).floor()
     n_cols = (x_hi - x_lo + 1).clamp_min(0)
     n_cols = torch.where(((slope == 0) & (offset < -eps)).any(1), torch.zeros_like(n_cols), n_cols).long()
     x_lo = torch.where(n_cols > 0, x_lo, torch.zeros_like(x_lo))
@@ -190,6 +196,14 @@ def _rasterize_torch(verts, tris, K, height, width, merge, near_m) -> Fragments:
     zbuf = zbuf.view(n_out, box_h, box_w)
     covered = zbuf >= 0
     k = torch.where(covered, zbuf & 0xFFFFFFFF, torch.zeros_like(zbuf))
+    sl = (slice(None), slice(by0, by0 + box_h), slice(bx0, bx0 + box_w))
+    kf = keep[k]
+    face = torch.div(kf, T, rounding_mode="floor")
+    minus = torch.full_like(kf, -1)
+    frags.triangle_id[sl] = torch.where(covered, kf - face * T, minus)
+    frags.face_index[sl] = torch.where(covered, face, minus)
+    if not attributes:
+        return frags
     # w_i / z_i at (dx, dy) from each triangle's origin, in float32 (small numbers)
     origin = torch.stack((x0 - bx0, y0 - by0), -1)
     pk = torch.cat((persp.reshape(-1, 9), origin), 1).float()[k]  # (n_out, box_h, box_w, 11)
@@ -198,15 +212,9 @@ def _rasterize_torch(verts, tris, K, height, width, merge, near_m) -> Fragments:
     dxk = (gx - pk[..., 9]).unsqueeze(-1)
     dyk = (gy - pk[..., 10]).unsqueeze(-1)
     u = (pk[..., 0:3] * dxk + pk[..., 3:6] * dyk + pk[..., 6:9]).clamp_min(0)
-    inv_z = u.sum(-1, keepdim=True)
+    inv_z = (u[..., 0] + u[..., 1] + u[..., 2]).unsqueeze(-1)
     bary = torch.where(covered.unsqueeze(-1), u / inv_z.clamp_min(1e-30), torch.zeros_like(u))
     depth = torch.where(covered, 1.0 / inv_z.squeeze(-1).clamp_min(1e-30), torch.full_like(inv_z.squeeze(-1), torch.inf))
-    kf = keep[k]
-    face = torch.div(kf, T, rounding_mode="floor")
-    minus = torch.full_like(kf, -1)
-    sl = (slice(None), slice(by0, by0 + box_h), slice(bx0, bx0 + box_w))
-    frags.triangle_id[sl] = torch.where(covered, kf - face * T, minus)
-    frags.face_index[sl] = torch.where(covered, face, minus)
     frags.barycentric[sl] = bary
     frags.depth[sl] = depth
     return frags

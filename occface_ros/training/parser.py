@@ -18,6 +18,8 @@ A run directory holds `checkpoint.pt` (resumable, also after Ctrl-C), `curves.pn
 """
 from __future__ import annotations
 
+import hashlib
+
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -28,7 +30,7 @@ import torch.nn.functional as F
 
 from ..core.labels import FACE_LABELS, LABELS, OCCLUDER, label_mask
 from ..occlusion.parser import ParsingUNet
-from .common import Engines, TrainConfig, TrainingRun, plot_curves, sample_loader
+from .common import Engines, TrainConfig, TrainingRun, plot_curves, resolve_init_weights, sample_loader
 from .samples import INPUT_SIZE, Sample, SampleEngine, TeacherFace, validation_identity
 
 
@@ -40,6 +42,7 @@ class ParserTrainConfig(TrainConfig):
     input_size: int = 128  # the parser's crop side (pixels)
     base_channels: int = 8
     dataset_fraction: float = 0.5  # of each batch from real labelled faces, when `datasets` are given
+    init_weights: str | None = None  # start from these ParsingUNet weights (any input size) instead of random
 
 
 class ParsingCollate:
@@ -165,7 +168,17 @@ def train_parser(cfg: ParserTrainConfig, faces: list[TeacherFace], run_dir: str 
         dataset_record = {"fraction": cfg.dataset_fraction, "per_batch": mix.per_batch, "faces": sources,
                           "train_faces": len(train_faces), "val_faces": len(val_faces)}
 
-    net = ParsingUNet(cfg.base_channels, input_size=cfg.input_size).to(dev).train()
+    net = ParsingUNet(cfg.base_channels, input_size=cfg.input_size).to(dev)
+    init_sha256 = None
+    if cfg.init_weights:
+        init_path = resolve_init_weights(cfg.init_weights)
+        state = torch.load(init_path, map_location=dev, weights_only=True)
+        state.pop("input_size_px", None)  # fully convolutional: the crop size is this run's
+        missing, unexpected = net.load_state_dict(state, strict=False)
+        if unexpected or set(missing) - {"input_size_px"}:
+            raise ValueError(f"init_weights {init_path}: not a ParsingUNet of base_channels {cfg.base_channels}")
+        init_sha256 = hashlib.sha256(init_path.read_bytes()).hexdigest()
+    net.train()
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     training = TrainingRun(run_dir, net, opt, cfg, dev, _plot, resume)
     loader = sample_loader(mix, collate, cfg.batch_size, training.step, cfg.steps, cfg.workers)
@@ -181,7 +194,8 @@ def train_parser(cfg: ParserTrainConfig, faces: list[TeacherFace], run_dir: str 
 
     elapsed = training.loop(loader, step_loss, evaluate, "train parser", progress)
     figures = evaluate()
-    record = {**(provenance or {}), "steps": training.step, "config": asdict(cfg), "validation": figures,
+    record = {**(provenance or {}), "steps": training.step, "config": asdict(cfg), "init_weights_sha256": init_sha256,
+              "validation": figures,
               **engines.provenance(), "seconds_this_session": round(elapsed, 1)}
     if dataset_record is not None:
         record["parsing_datasets"] = dataset_record
