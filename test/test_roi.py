@@ -99,3 +99,26 @@ def test_frame_image_crops_from_uint8_match_the_float_image():
     assert frame.shape == (3, 512, 512) and frame.new_zeros(2, 4).shape == (2, 4)
     with pytest.raises(ValueError, match="uint8 BGR"):
         FrameImage(bgr.astype(np.float32))
+
+
+def test_cpu_uncrop_matches_the_grid_sample_path():
+    """uncrop_to_image puts CPU float32 crops back with cv2.warpAffine; the result must equal the
+    grid_sample path (float64 input takes it), also for rotated ROIs that leave the image."""
+    import cv2
+
+    from occface_ros.app.samples import sample_path
+    from occface_ros.core.roi import uncrop_to_image
+
+    bgr = cv2.imread(str(sample_path("skimage", "astronaut.png")))
+    image = torch.from_numpy(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)).float().div(255).permute(2, 0, 1).contiguous()
+    rois = torch.tensor([[256.0, 200.0, 180.0, 0.3], [20.0, 30.0, 150.0, -1.0], [500.0, 490.0, 300.0, 2.5]])
+    crops = crop_rois(image, rois, (96, 112))
+    for channels in (1, 2, 4):
+        maps = crops.repeat(1, 2, 1, 1)[:, :channels].contiguous()
+        fast = uncrop_to_image(maps, rois, 400, 520)
+        reference = uncrop_to_image(maps.double(), rois.double(), 400, 520).float()
+        assert fast.shape == reference.shape == (3, channels, 400, 520)
+        diff = (fast - reference).abs()
+        assert float(diff.mean()) < 1e-4 and float(diff.max()) < 0.05
+        assert float((reference > 0).float().mean()) > 0.05  # the crops cover part of the image ...
+        assert bool((fast[reference == 0] == 0).float().mean() > 0.99)  # ... and zero elsewhere

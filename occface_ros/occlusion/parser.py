@@ -84,6 +84,24 @@ def load_parser(path: str | Path, device="cpu") -> ParsingUNet:
     return net.eval().requires_grad_(False).to(device)
 
 
+class FaceHairProbabilities(nn.Module):
+    """The parser behind one output as the occlusion stage reads it: (B, 3, S, S) crops ->
+    (B, 2, S, S) probabilities of face (the FACE_LABELS summed) and hair; the softmax runs inside
+    the compiled graph."""
+
+    name = "face_parser"
+
+    def __init__(self, net: ParsingUNet):
+        super().__init__()
+        self.net = net
+        self.input_size = net.input_size
+        self.register_buffer("face_labels", torch.tensor(FACE_LABELS), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        prob = self.net(x).softmax(1)
+        return torch.stack([prob.index_select(1, self.face_labels).sum(1), prob[:, HAIR]], 1)
+
+
 class FaceParser:
     """Callable stage: image (3, H, W) + face ROIs (B, 4) -> face and hair probabilities (B, 2, H, W).
 
@@ -92,12 +110,10 @@ class FaceParser:
 
     def __init__(self, net: ParsingUNet, backend: str = "eager", max_batch: int = 1, precision: str = "fp32"):
         self.net = net
-        self.runner = make_runner(net, backend, next(net.parameters()).device, max_batch, precision)
-        self.face_labels = torch.tensor(FACE_LABELS)
+        self.runner = make_runner(FaceHairProbabilities(net), backend, next(net.parameters()).device, max_batch,
+                                  precision)
 
     @torch.inference_mode()
     def __call__(self, image: torch.Tensor, rois: torch.Tensor) -> torch.Tensor:
         crops = crop_rois(image, rois, self.net.input_size)
-        prob = self.runner(crops).softmax(1)
-        maps = torch.stack([prob[:, self.face_labels.to(prob.device)].sum(1), prob[:, HAIR]], 1)
-        return uncrop_to_image(maps, rois, image.shape[1], image.shape[2])
+        return uncrop_to_image(self.runner(crops), rois, image.shape[1], image.shape[2])

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
+import cv2
 import torch
 import torch.nn.functional as F
 
@@ -72,20 +73,26 @@ class OcclusionResult:
         if self.occlusion_mask.shape == (height, width) and (x0, y0, x1, y1) == (0, 0, width, height):
             return
 
-        def paste(tile, fill):
-            up = tile if tile.shape == (y1 - y0, x1 - x0) else F.interpolate(
-                tile[None, None].to(torch.uint8 if tile.dtype == torch.bool else torch.float32),
-                size=(y1 - y0, x1 - x0), mode="nearest")[0, 0].to(tile.dtype)
-            out = torch.full((height, width), fill, dtype=tile.dtype, device=tile.device)
-            out[y0:y1, x0:x1] = up
-            return out
-
-        self.m_alpha, self.m_beta, self.m_gamma = (paste(m, L.BACKGROUND) for m in (self.m_alpha, self.m_beta,
-                                                                                   self.m_gamma))
-        self.occlusion_mask = paste(self.occlusion_mask, False)
-        self.face_index = paste(self.face_index, -1)
+        # one resample and one paste for all maps: as uint8 planes whose fill value is 0 (BACKGROUND,
+        # False, and face_index + 1 for "no face")
+        planes = [self.m_alpha, self.m_beta, self.m_gamma, self.occlusion_mask, self.face_index + 1]
         if self.hand_mask is not None:
-            self.hand_mask = paste(self.hand_mask, False)
+            planes.append(self.hand_mask)
+        stack = torch.stack([m.to(torch.uint8) for m in planes], -1)  # (h, w, K)
+        if stack.shape[:2] != (y1 - y0, x1 - x0):
+            if stack.device.type == "cpu":  # cv2: ~5x faster than F.interpolate on uint8, same floor rule
+                stack = torch.from_numpy(cv2.resize(stack.numpy(), (x1 - x0, y1 - y0),
+                                                    interpolation=cv2.INTER_NEAREST).reshape(y1 - y0, x1 - x0, -1))
+            else:
+                stack = F.interpolate(stack.permute(2, 0, 1)[None], size=(y1 - y0, x1 - x0),
+                                      mode="nearest")[0].permute(1, 2, 0)
+        full = torch.zeros((len(planes), height, width), dtype=torch.uint8, device=stack.device)
+        full[:, y0:y1, x0:x1] = stack.permute(2, 0, 1)
+        self.m_alpha, self.m_beta, self.m_gamma = full[0], full[1], full[2]
+        self.occlusion_mask = full[3].bool()
+        self.face_index = full[4].long() - 1
+        if self.hand_mask is not None:
+            self.hand_mask = full[5].bool()
 
     def points_visible(self, points_px: torch.Tensor, radius_px: float) -> torch.Tensor:
         """(B, N, 2) input-pixel positions -> (B, N) bool: no occluded face pixel within `radius_px`

@@ -130,26 +130,36 @@ def _dataset_faces(folders, data_format: str | None, progress: bool):
     return faces, records
 
 
-def cmd_train_landmarks(args) -> int:
-    from .landmarks import LandmarkTrainConfig, train_landmarks
-
-    cfg = LandmarkTrainConfig.load(args.config)
+def _train_config(config_cls, args):
+    """The trainer's config from `--config`, with `--steps` applied."""
+    cfg = config_cls.load(args.config)
     if args.steps:
         cfg.steps = args.steps
+    return cfg
+
+
+def _run_trainer(train, cfg, args, faces, record: dict, shipped_weights: Path, describe, **inputs) -> int:
+    """Train (resuming unless --restart), print the final figures, install the weights with --install."""
+    result = train(cfg, faces, args.output, resume=not args.restart, progress=not args.quiet, provenance=record,
+                   device=args.device, **inputs)
+    print(f"step {result.step}: {describe(result)} -> {result.weights}", file=sys.stderr)
+    if args.install and result.weights is not None:
+        _install(result.weights, shipped_weights)
+    return 0
+
+
+def cmd_train_landmarks(args) -> int:
+    from .landmarks import LandmarkTrainConfig, train_landmarks
+    from ..landmarks.occnet import DEFAULT_WEIGHTS
+
+    cfg = _train_config(LandmarkTrainConfig, args)
     _, faces = _teacher(progress=not args.quiet)
     record = _provenance(args)
     if args.data:
         extra, record["datasets"] = _dataset_faces(args.data, args.data_format, progress=not args.quiet)
         faces = faces + extra
-    result = train_landmarks(cfg, faces, args.output, resume=not args.restart, progress=not args.quiet,
-                             provenance=record, device=args.device)
-    print(f"step {result.step}: validation {result.figures}; FaceMesh {result.facemesh} -> {result.weights}",
-          file=sys.stderr)
-    if args.install and result.weights is not None:
-        from ..landmarks.occnet import DEFAULT_WEIGHTS
-
-        _install(result.weights, DEFAULT_WEIGHTS)
-    return 0
+    return _run_trainer(train_landmarks, cfg, args, faces, record, DEFAULT_WEIGHTS,
+                        lambda r: f"validation {r.figures}; FaceMesh {r.facemesh}")
 
 
 def _parsing_datasets(folders, data_format: str | None):
@@ -175,10 +185,9 @@ def _parsing_datasets(folders, data_format: str | None):
 
 def cmd_train_parser(args) -> int:
     from .parser import ParserTrainConfig, train_parser
+    from ..occlusion.parser import DEFAULT_WEIGHTS
 
-    cfg = ParserTrainConfig.load(args.config)
-    if args.steps:
-        cfg.steps = args.steps
+    cfg = _train_config(ParserTrainConfig, args)
     if args.data_fraction is not None:
         cfg.dataset_fraction = args.data_fraction
     record = _provenance(args)
@@ -186,33 +195,19 @@ def cmd_train_parser(args) -> int:
     if args.data:
         datasets, record["datasets"] = _parsing_datasets(args.data, args.data_format)
     _, faces = _teacher(progress=not args.quiet)
-    result = train_parser(cfg, faces, args.output, resume=not args.restart, progress=not args.quiet,
-                          provenance=record, device=args.device, datasets=datasets)
-    print(f"step {result.step}: validation {result.figures} -> {result.weights}", file=sys.stderr)
-    if args.install and result.weights is not None:
-        from ..occlusion.parser import DEFAULT_WEIGHTS
-
-        _install(result.weights, DEFAULT_WEIGHTS)
-    return 0
+    return _run_trainer(train_parser, cfg, args, faces, record, DEFAULT_WEIGHTS,
+                        lambda r: f"validation {r.figures}", datasets=datasets)
 
 
 def cmd_train_deocclude(args) -> int:
     from .deocclude import DeoccludeTrainConfig, train_deocclude
+    from ..deocclusion.fisn import DEFAULT_WEIGHTS
 
-    cfg = DeoccludeTrainConfig.load(args.config)
-    if args.steps:
-        cfg.steps = args.steps
+    cfg = _train_config(DeoccludeTrainConfig, args)
     record = _provenance(args)
     _, faces = _teacher(progress=not args.quiet)
-    result = train_deocclude(cfg, faces, args.output, resume=not args.restart, progress=not args.quiet,
-                             provenance=record, device=args.device)
-    print(f"step {result.step}: validation {result.figures} (cv2.inpaint {result.inpaint}) -> {result.weights}",
-          file=sys.stderr)
-    if args.install and result.weights is not None:
-        from ..deocclusion.fisn import DEFAULT_WEIGHTS
-
-        _install(result.weights, DEFAULT_WEIGHTS)
-    return 0
+    return _run_trainer(train_deocclude, cfg, args, faces, record, DEFAULT_WEIGHTS,
+                        lambda r: f"validation {r.figures} (cv2.inpaint {r.inpaint})")
 
 
 def add_training_commands(sub) -> None:

@@ -423,17 +423,24 @@ def detect_format(root: Path) -> str:
     return found.pop()
 
 
-def load_landmark_dataset(root: Path, format: str | None = None) -> list[AnnotatedFace]:
-    """Every face of the dataset under root (format detected unless given); refuses eval photos (check_not_eval)."""
+def read_dataset_folder(root: Path, format: str | None, loaders: dict, detect, kind: str) -> tuple[str, list]:
+    """(format, items) of a dataset folder: the format checked against `loaders` or detected, items
+    from its loader, a DatasetError for an unknown format, a missing folder or an empty dataset."""
     root = Path(root)
-    if format is not None and format not in LOADERS:
-        raise DatasetError(f"unknown landmark dataset format {format!r}; known: {', '.join(FORMATS)}")
+    if format is not None and format not in loaders:
+        raise DatasetError(f"unknown {kind} dataset format {format!r}; known: {', '.join(loaders)}")
     if not root.is_dir():
         raise DatasetError(f"{root} is not a folder")
-    name = format or detect_format(root)
-    faces = LOADERS[name](root)
-    if not faces:
+    name = format or detect(root)
+    items = loaders[name](root)
+    if not items:
         raise DatasetError(f"{root}: no {name} faces found")
+    return name, items
+
+
+def load_landmark_dataset(root: Path, format: str | None = None) -> list[AnnotatedFace]:
+    """Every face of the dataset under root (format detected unless given); refuses eval photos (check_not_eval)."""
+    _, faces = read_dataset_folder(root, format, LOADERS, detect_format, "landmark")
     refuse_eval_faces(faces)
     return faces
 

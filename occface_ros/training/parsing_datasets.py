@@ -34,7 +34,7 @@ from ..core.labels import (
     SKIN,
     UPPER_LIP,
 )
-from .datasets import IMAGE_SUFFIXES, DatasetError, check_not_eval
+from .datasets import IMAGE_SUFFIXES, DatasetError, check_not_eval, read_dataset_folder
 
 FORMATS = ("celebamask-hq", "lapa")
 CELEBAMASK_IMAGES, CELEBAMASK_MASKS = "CelebA-HQ-img", "CelebAMask-HQ-mask-anno"
@@ -232,15 +232,7 @@ def detect_parsing_format(root: Path) -> str:
 def load_parsing_dataset(root: Path, format: str | None = None, manifest: dict | None = None) -> list[ParsingFace]:
     """Every labelled face under root (format detected unless given); refuses eval photos; the first
     face is read once so that a wrong layout fails here, not inside training."""
-    root = Path(root)
-    if format is not None and format not in LOADERS:
-        raise DatasetError(f"unknown face-parsing dataset format {format!r}; known: {', '.join(FORMATS)}")
-    if not root.is_dir():
-        raise DatasetError(f"{root} is not a folder")
-    name = format or detect_parsing_format(root)
-    faces = LOADERS[name](root)
-    if not faces:
-        raise DatasetError(f"{root}: no {name} faces found")
+    _, faces = read_dataset_folder(root, format, LOADERS, detect_parsing_format, "face-parsing")
     refuse_eval_parsing_faces(faces, manifest)
     faces[0].load()
     return faces
