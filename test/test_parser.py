@@ -45,3 +45,19 @@ def test_missing_corrupt_and_foreign_weights_are_clear_errors(tmp_path):
     torch.save({"weight": torch.zeros(3)}, foreign)
     with pytest.raises(ValueError, match="not a ParsingUNet"):
         load_parser(foreign)
+
+
+def test_submitted_parse_equals_the_direct_call():
+    """`submit` (the worker thread the occlusion stage overlaps with the rasterizer) gives exactly
+    the direct call's probabilities, call after call, and close() ends the worker."""
+    torch.manual_seed(0)
+    parser = FaceParser(ParsingUNet(base_channels=4, input_size=48).eval())
+    image = torch.rand(3, 60, 80)
+    rois = torch.tensor([[40.0, 30.0, 36.0, 0.3], [30.0, 25.0, 20.0, -0.5]])
+    direct = parser(image, rois)
+    futures = [parser.submit(image, rois) for _ in range(3)]
+    for future in futures:
+        assert torch.equal(future.result(), direct)
+    assert parser._worker is not None
+    parser.close()
+    assert parser._worker is None

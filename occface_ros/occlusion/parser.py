@@ -11,6 +11,7 @@ Input: the face ROI of the tracker (rotated square, 1.5x the landmark extent) re
 """
 from __future__ import annotations
 
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import torch
@@ -106,12 +107,30 @@ class FaceParser:
     """Callable stage: image (3, H, W) + face ROIs (B, 4) -> face and hair probabilities (B, 2, H, W).
 
     The network runs behind a Runner (nets/runners.py, `backend` as `runtime.backend`: ONNX Runtime
-    runs it ~2x faster than eager PyTorch on the CPU)."""
+    runs it ~2x faster than eager PyTorch on the CPU). `submit` runs the same call in a worker
+    thread, so that the occlusion stage rasterizes M_beta meanwhile: on the CPU the crop, the
+    network and the uncrop (cv2, ONNX Runtime) release the GIL and use the second core."""
 
     def __init__(self, net: ParsingUNet, backend: str = "eager", max_batch: int = 1, precision: str = "fp32"):
         self.net = net
         self.runner = make_runner(FaceHairProbabilities(net), backend, next(net.parameters()).device, max_batch,
                                   precision)
+        self._worker: ThreadPoolExecutor | None = None
+
+    def submit(self, image: torch.Tensor, rois: torch.Tensor) -> Future:
+        """The call's result as a Future (in a worker thread on the CPU; done at once elsewhere)."""
+        if image.device.type != "cpu":  # a GPU overlaps the work by itself
+            future: Future = Future()
+            future.set_result(self(image, rois))
+            return future
+        if self._worker is None:
+            self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="occface_parser")
+        return self._worker.submit(self, image, rois)
+
+    def close(self) -> None:
+        if self._worker is not None:
+            self._worker.shutdown(wait=True)
+            self._worker = None
 
     @torch.inference_mode()
     def __call__(self, image: torch.Tensor, rois: torch.Tensor) -> torch.Tensor:

@@ -244,6 +244,9 @@ class OcclusionReasoner:
         if rois is not None:
             cx, cy = to_work(rois[:, 0:1], rois[:, 1:2])
             rois = torch.cat([cx, cy, rois[:, 2:3] * sx, rois[:, 3:]], 1)
+        parsed = None
+        if self.parser is not None and rois is not None and len(rois):
+            parsed = self.parser.submit(image, rois)  # (B, 2, H, W) face, hair: runs beside the rasterizer
         frags = rasterize(verts, self.triangles, K, height, width, backend=cfg["render_backend"], merge_faces=True,
                           attributes=self.appearance is not None)  # barycentrics: the appearance evidence
         m_beta = render_parsing(frags, self.triangle_labels)[0]
@@ -258,8 +261,8 @@ class OcclusionReasoner:
                 [hx, hy, hands.landmarks21[..., 2] * sx], -1)), height, width)
             likelihood = likelihood * (~hand_mask).float()
         hair = None
-        if self.parser is not None and rois is not None and len(rois):
-            probs = self.parser(image, rois)  # (B, 2, H, W): face, hair
+        if parsed is not None:
+            probs = parsed.result()
             sel = face_index.clamp_min(0)
             face_p = probs[:, 0].gather(0, sel[None])[0]
             likelihood = torch.where(on_face, likelihood * face_p, likelihood)

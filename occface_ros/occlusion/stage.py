@@ -67,6 +67,8 @@ class OcclusionStage:
     def close(self) -> None:
         if self.background is not None:
             self.background.close()
+        if self.reasoner.parser is not None:
+            self.reasoner.parser.close()
 
     def forget(self, track_ids: list[int]) -> None:
         if track_ids:
