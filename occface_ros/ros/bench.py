@@ -26,6 +26,7 @@ import sys
 import threading
 import time
 from collections import deque
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -162,6 +163,47 @@ def wait_for_node(pub, proc: subprocess.Popen, node_log: deque, timeout_s: float
         time.sleep(0.1)
 
 
+@dataclass
+class ProbeGraph:
+    """The measuring side of bench-ros and soak-ros: a probe node in its own rclpy context, spinning
+    in a thread, with the image publisher."""
+
+    context: object
+    node: object
+    probe: object
+    publisher: object
+    executor: object
+    spin: threading.Thread
+
+    def close(self) -> None:
+        import rclpy
+
+        self.executor.shutdown()
+        self.spin.join(5)  # a handler still running would use the destroyed node
+        self.node.destroy_node()
+        rclpy.try_shutdown(context=self.context)
+
+
+def start_probe(node_name: str, make_probe) -> ProbeGraph:
+    """A probe node `node_name` (`make_probe(node)` subscribes what it measures), spinning, and a
+    publisher of sensor_msgs/Image on IMAGE_TOPIC (sensor-data QoS)."""
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.qos import qos_profile_sensor_data
+    from sensor_msgs.msg import Image
+
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx)
+    node = rclpy.create_node(node_name, context=ctx)
+    probe = make_probe(node)
+    pub = node.create_publisher(Image, IMAGE_TOPIC, qos_profile_sensor_data)
+    executor = SingleThreadedExecutor(context=ctx)
+    executor.add_node(node)
+    spin = threading.Thread(target=executor.spin, daemon=True)
+    spin.start()
+    return ProbeGraph(ctx, node, probe, pub, executor, spin)
+
+
 def stop_node(proc: subprocess.Popen, timeout_s: float = 20.0) -> int | None:
     """SIGINT (the node's clean shutdown), SIGKILL after `timeout_s`; the exit code."""
     if proc.poll() is None:
@@ -252,9 +294,6 @@ def run_bench_ros(duration_s: float = 20.0, rate_hz: float = 30.0, step_s: float
                   find_peak: bool = True) -> dict:
     """Run the benchmark; returns the figures (also printed when verbose)."""
     env = loopback_env()
-    import rclpy
-    from rclpy.executors import SingleThreadedExecutor
-    from rclpy.qos import qos_profile_sensor_data
     from sensor_msgs.msg import Image
     from std_msgs.msg import Header
 
@@ -268,15 +307,8 @@ def run_bench_ros(duration_s: float = 20.0, rate_hz: float = 30.0, step_s: float
 
     ns = NODE_NAMESPACE
     proc, node_log = start_node(env, canned=canned, config=config, node_args=node_args)
-    ctx = rclpy.Context()
-    rclpy.init(context=ctx)
-    node = rclpy.create_node("occface_bench_probe", context=ctx)
-    probe = _Probe(node, ns)
-    pub = node.create_publisher(Image, IMAGE_TOPIC, qos_profile_sensor_data)
-    executor = SingleThreadedExecutor(context=ctx)
-    executor.add_node(node)
-    spin = threading.Thread(target=executor.spin, daemon=True)
-    spin.start()
+    graph = start_probe("occface_bench_probe", lambda node: _Probe(node, ns))
+    probe, pub = graph.probe, graph.publisher
     msgs = [fill_image_msg(Image(), f, "bgr8", Header(frame_id="bench_camera")) for f in clip_frames(frames)]
     result: dict = {"pipeline": "CannedPipeline (the ROS layer alone)" if canned else "FacePipeline",
                     "image": f"{msgs[0].width}x{msgs[0].height} bgr8", "rate_hz": rate_hz,
@@ -364,9 +396,6 @@ def run_bench_ros(duration_s: float = 20.0, rate_hz: float = 30.0, step_s: float
             result["peak_trials"] = {f"{k:.1f}": v for k, v in sorted(trials.items())}
             log(f"bench-ros: peak input rate with < {100 * drop_limit:g}% drops: {lo:.1f} Hz")
     finally:
-        executor.shutdown()
-        spin.join(5)  # a handler still running would use the destroyed node
-        node.destroy_node()
-        rclpy.try_shutdown(context=ctx)
+        graph.close()
         result["node_exit_code"] = stop_node(proc)
     return result

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .bench import IMAGE_TOPIC, NODE_NAMESPACE, start_node, stop_node, wait_for_node
+from .bench import NODE_NAMESPACE, start_node, start_probe, stop_node, wait_for_node
 from .loopback import loopback_env
 
 RSS_PERIOD_S = 1.0  # RSS sample period
@@ -175,9 +175,6 @@ def run_soak_ros(minutes: float, rate_hz: float = 30.0, canned: bool = False, co
     if not 0 <= warmup_s < soak_s:
         raise ValueError(f"soak-ros: the warm-up ({warmup_s:g} s) must be shorter than the soak ({soak_s:g} s)")
     env = loopback_env()
-    import rclpy
-    from rclpy.executors import SingleThreadedExecutor
-    from rclpy.qos import qos_profile_sensor_data
     from sensor_msgs.msg import Image
     from std_msgs.msg import Header
 
@@ -189,15 +186,8 @@ def run_soak_ros(minutes: float, rate_hz: float = 30.0, canned: bool = False, co
             print(text, file=sys.stderr, flush=True)
 
     proc, node_log = start_node(env, canned=canned, config=config, node_args=node_args)
-    ctx = rclpy.Context()
-    rclpy.init(context=ctx)
-    node = rclpy.create_node("occface_soak_probe", context=ctx)
-    probe = _SoakProbe(node, time.time())
-    pub = node.create_publisher(Image, IMAGE_TOPIC, qos_profile_sensor_data)
-    executor = SingleThreadedExecutor(context=ctx)
-    executor.add_node(node)
-    spin = threading.Thread(target=executor.spin, daemon=True)
-    spin.start()
+    graph = start_probe("occface_soak_probe", lambda node: _SoakProbe(node, time.time()))
+    probe, pub = graph.probe, graph.publisher
     msgs = [fill_image_msg(Image(), f, "bgr8", Header(frame_id="soak_camera")) for f in clip_frames(frames)]
     report: dict = {"pipeline": "CannedPipeline (the ROS layer alone)" if canned else "FacePipeline",
                     "image": f"{msgs[0].width}x{msgs[0].height} bgr8", "rate_hz": rate_hz, "minutes": minutes,
@@ -282,10 +272,7 @@ def run_soak_ros(minutes: float, rate_hz: float = 30.0, canned: bool = False, co
             diag_values = {k: dict(v) for k, v in probe.diag_values.items()}
             diag_levels = dict(probe.diag_levels)
     finally:
-        executor.shutdown()
-        spin.join(5)  # a handler still running would use the destroyed node
-        node.destroy_node()
-        rclpy.try_shutdown(context=ctx)
+        graph.close()
         report["node_exit_code"] = stop_node(proc)
     t_arr, rss_arr = np.asarray(rss_t), np.asarray(rss_mb)
     inp, processing = diag_values.get("input", {}), diag_values.get("processing", {})
