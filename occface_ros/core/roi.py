@@ -68,8 +68,7 @@ def resize_area(image: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """(3, H, W) float image -> (3, height, width) by area averaging (downscaling). On the CPU
     cv2.INTER_AREA on the channels-last array (~10x faster than F.interpolate's adaptive pooling)
     and the result is channels-last, which `crop_rois` cuts with cv2 too."""
-    if (image.device.type == "cpu" and image.dtype == torch.float32 and not image.requires_grad
-            and not torch.jit.is_tracing() and not torch.compiler.is_compiling()):
+    if _cv2_can_take(image):
         hwc = cv2.resize(np.ascontiguousarray(image.permute(1, 2, 0).numpy()), (width, height),
                          interpolation=cv2.INTER_AREA)
         return torch.from_numpy(hwc.reshape(height, width, -1)).permute(2, 0, 1)
@@ -116,8 +115,7 @@ def uncrop_to_image(maps: torch.Tensor, rois: torch.Tensor, height: int, width: 
     bilinear. On the CPU cv2.warpAffine per ROI (channels-last result; ~5x faster than grid_sample,
     sub-pixel positions quantized to 1/32 pixel as in crop_rois)."""
     b = maps.shape[0]
-    if (maps.device.type == "cpu" and maps.dtype == torch.float32 and not maps.requires_grad and maps.shape[1] <= 4
-            and not torch.jit.is_tracing() and not torch.compiler.is_compiling()):
+    if _cv2_can_take(maps) and maps.shape[1] <= 4:
         return torch.from_numpy(_unwarp_rois(maps.permute(0, 2, 3, 1).numpy(), rois, height, width)).permute(0, 3, 1, 2)
     aff = roi_affine(rois)  # unit crop -> pixels
     a, t = aff[:, :, :2], aff[:, :, 2]
@@ -130,10 +128,14 @@ def uncrop_to_image(maps: torch.Tensor, rois: torch.Tensor, height: int, width: 
     return F.grid_sample(maps, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
+def _cv2_can_take(t: torch.Tensor) -> bool:
+    """A CPU float32 tensor outside autograd, tracing and compiling: its numpy view can go to cv2."""
+    return (t.device.type == "cpu" and t.dtype == torch.float32 and not t.requires_grad
+            and not torch.jit.is_tracing() and not torch.compiler.is_compiling())
+
+
 def _warp_on_cpu(image: torch.Tensor) -> bool:
-    return (image.device.type == "cpu" and image.dtype == torch.float32 and not image.requires_grad
-            and image.permute(1, 2, 0).is_contiguous() and not torch.jit.is_tracing()
-            and not torch.compiler.is_compiling())
+    return _cv2_can_take(image) and image.permute(1, 2, 0).is_contiguous()
 
 
 def _warp_rois(hwc: np.ndarray, rois: torch.Tensor, out_size: tuple[int, int]) -> np.ndarray:

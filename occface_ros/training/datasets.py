@@ -23,7 +23,6 @@ from ..app.samples import read_pts
 
 from .photo_pool import EvalPhotoError, TrainingPhotos, load_manifest, pool_dir, sha256_file
 
-FORMATS = ("300w", "wflw", "cofw", "aflw2000-3d")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".ppm", ".bmp")  # preference order when two share a stem
 
 # Which formats store MATLAB-style 1-based pixels (the first pixel's centre at (1, 1)); we subtract 1.

@@ -36,7 +36,6 @@ from ..core.labels import (
 )
 from .datasets import IMAGE_SUFFIXES, DatasetError, check_not_eval, read_dataset_folder
 
-FORMATS = ("celebamask-hq", "lapa")
 CELEBAMASK_IMAGES, CELEBAMASK_MASKS = "CelebA-HQ-img", "CelebAMask-HQ-mask-anno"
 LAPA_SPLITS = ("train", "val", "test")
 
