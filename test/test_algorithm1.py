@@ -56,3 +56,25 @@ def test_label_mask_equals_isin():
         expected = torch.isin(maps, torch.tensor(ids, dtype=torch.uint8))
         assert torch.equal(labels.label_mask(maps, ids), expected)
         assert torch.equal(labels.label_mask(maps.long(), ids), expected)
+
+
+@pytest.mark.parametrize("radius", [1, 4])
+@pytest.mark.parametrize("opening", [False, True])
+def test_mask_morphology_with_cv2_equals_max_pooling(radius, opening):
+    """The reasoner's dilation and opening (cv2 on the CPU) equal the max-pooling form the GPU runs,
+    image borders included."""
+    import torch.nn.functional as F
+
+    from occface_ros.occlusion.reasoner import _morphology
+
+    torch.manual_seed(radius)
+    mask = torch.rand(61, 75) > 0.75
+    mask[10:40, 0:30] = True  # a block touching the border
+    pool = lambda x: F.max_pool2d(x[None, None], 2 * radius + 1, stride=1, padding=radius)[0, 0]  # noqa: E731
+    x = mask.float()
+    if opening:
+        x = 1.0 - pool(1.0 - x)
+    expected = pool(x) > 0
+    got = _morphology(mask, radius, opening)
+    assert got.dtype == torch.bool and torch.equal(got, expected)
+    assert bool(got[12:38, 0:28].all())  # the block survives an opening

@@ -23,15 +23,20 @@ def test_uncrop_inverts_crop_inside_the_roi():
     assert back[:, :5, :5].abs().max() == 0  # outside the ROI: zero
 
 
-def test_saved_weights_load_and_give_probabilities(tmp_path):
-    net = ParsingUNet(base_channels=4, input_size=64)
+@pytest.mark.parametrize("amodal", [False, True])
+def test_saved_weights_load_and_give_probabilities(tmp_path, amodal):
+    """Face and hair probabilities (they sum to at most 1), plus the complete face's and the
+    occluder's with an amodal head."""
+    net = ParsingUNet(base_channels=4, input_size=64, amodal=amodal)
     path = tmp_path / "parser.pt"
     torch.save(net.state_dict(), path)
     loaded = load_parser(path)
-    assert loaded.head.out_channels == len(LABELS)
+    assert loaded.head.out_channels == len(LABELS) and (loaded.amodal_head is not None) == amodal
     probs = FaceParser(loaded)(torch.rand(3, 48, 64), torch.tensor([[32.0, 24.0, 40.0, 0.0]]))
-    assert probs.shape == (1, 2, 48, 64)
-    assert (probs >= 0).all() and (probs.sum(1) <= 1 + 1e-5).all()
+    assert probs.shape == (1, 4 if amodal else 2, 48, 64)
+    assert (probs >= 0).all() and (probs[:, :2].sum(1) <= 1 + 1e-5).all() and (probs <= 1).all()
+    if amodal:  # visible face and occluder are classes of one softmax
+        assert (probs[:, 0] + probs[:, 3] <= 1 + 1e-5).all()
 
 
 def test_missing_corrupt_and_foreign_weights_are_clear_errors(tmp_path):

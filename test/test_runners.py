@@ -159,3 +159,46 @@ def test_compile_runner_never_recompiles_when_the_face_count_changes(face_crops)
             got = net(face_crops[:batch])
             for g, r in zip(got, ref):
                 torch.testing.assert_close(g, r[:batch], rtol=1e-3, atol=2e-2)
+
+
+def _net_v1():
+    class Net(torch.nn.Module):  # "Net" before an upgrade of its code ...
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 2, 1)
+            self.input_size = (8, 8)
+
+        def forward(self, x):
+            return self.conv(x)
+
+    return Net()
+
+
+def _net_v2():
+    class Net(torch.nn.Module):  # ... and after: same name, same weights, another output
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 2, 1)
+            self.input_size = (8, 8)
+
+        def forward(self, x):
+            return torch.cat([self.conv(x), 2 * self.conv(x)], 1)
+
+    return Net()
+
+
+def test_a_cached_onnx_export_is_not_reused_after_the_code_changed(tmp_path, monkeypatch):
+    """Same class name and weights, another forward: another cache file and the new code's outputs
+    (a stale export of the old graph would give the old ones)."""
+    pytest.importorskip("onnxruntime")
+    monkeypatch.setenv("OCCFACE_CACHE", str(tmp_path))
+    torch.manual_seed(0)
+    old, new = _net_v1(), _net_v2()
+    new.load_state_dict(old.state_dict())
+    assert runners.code_digest(old) != runners.code_digest(new)
+    x = torch.rand(1, 3, 8, 8)
+    first = nets.make_runner(old, "onnxruntime", "cpu", 1, "fp32", strict=True)(x)
+    second = nets.make_runner(new, "onnxruntime", "cpu", 1, "fp32", strict=True)(x)
+    assert first.shape == (1, 2, 8, 8) and second.shape == (1, 4, 8, 8)
+    torch.testing.assert_close(second, new(x), rtol=1e-4, atol=1e-5)
+    assert len(list((tmp_path / "onnx").glob("*.onnx"))) == 2

@@ -301,6 +301,48 @@ def test_a_few_parser_steps_learn_and_the_weights_load_at_their_size(teacher, tm
     assert max(moved) < 0.05  # one fine-tuning step from the initial weights, not a fresh network
 
 
+def test_the_complete_face_head_learns_and_the_stage_reads_it(teacher, tmp_path):
+    """`amodal: true`: the complete-face loss falls on a fixed batch; a run started from plain parser
+    weights adds the head, reports its validation figures, and the loaded weights give the stage the
+    complete face's and the occluder's probabilities beside the face's and the hair's."""
+    from occface_ros.occlusion.parser import FaceHairProbabilities, ParsingUNet, load_parser
+    from occface_ros.training.parser import ParserTrainConfig, ParsingCollate, train_parser
+    from occface_ros.training.samples import SampleConfig, SampleEngine
+
+    torch.manual_seed(0)
+    engine = SampleEngine(teacher, SampleConfig(seed=2, parsing_labels=True, negative_fraction=0.0))
+    batch = ParsingCollate(64)([engine.sample(i) for i in range(8)])
+    assert bool(batch["has_complete"].all())
+    # the complete face covers the visible face and what the occluders hide of it
+    visible = (batch["parsing"] >= 1) & (batch["parsing"] <= 9)
+    assert not bool((visible & ~batch["complete"]).any())
+    assert float((batch["complete"] & ~visible).float().mean()) > 0.01  # the occluded part
+    net = ParsingUNet(4, input_size=64, amodal=True).train()
+    opt = torch.optim.AdamW(net.parameters(), lr=1e-2)
+    losses = []
+    for _ in range(25):
+        _, amodal = net.forward_amodal(batch["image"])
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(amodal[:, 0], batch["complete"].float())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    assert losses[-1] < 0.6 * losses[0], losses
+
+    plain = tmp_path / "plain.pt"
+    torch.save(ParsingUNet(4, input_size=64).state_dict(), plain)
+    cfg = ParserTrainConfig(steps=2, batch_size=4, warmup_steps=1, val_samples=16, val_every=2, checkpoint_every=2,
+                            workers=0, val_identity_fraction=0.4, seed=5, input_size=64, base_channels=4,
+                            init_weights=str(plain), amodal=True)
+    result = train_parser(cfg, teacher, tmp_path / "run", progress=False)
+    figures = json.loads(result.weights.with_suffix(".json").read_text())["validation"]
+    assert 0.0 <= figures["complete_face_f1"] <= 1.0 and 0.0 <= figures["occlusion_f1"] <= 1.0
+    loaded = load_parser(result.weights)
+    assert loaded.amodal_head is not None
+    probs = FaceHairProbabilities(loaded)(batch["image"][:2])
+    assert probs.shape == (2, 4, 64, 64) and float(probs.min()) >= 0.0 and float(probs.max()) <= 1.0
+
+
 def test_a_public_dataset_folder_adds_human_labelled_faces(teacher, tmp_path):
     """A 300-W style folder (a `train` photo + a .pts file) becomes teacher faces whose samples carry
     the human 68 points, and the loss has a term for them."""

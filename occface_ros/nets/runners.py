@@ -19,8 +19,8 @@ tensorrt) split it into chunks of at most `max_batch`, so one compiled shape ran
   specialised graph), both compiled at construction: changing the face count never recompiles.
   Needs a C++ compiler on CPU; ~1 min per graph on a 2-core CPU.
 - OnnxRuntimeRunner ("onnxruntime", CPU): the module exported to ONNX with a dynamic batch,
-  cached in the user cache dir by weights digest, run by ONNX Runtime's CPU provider with
-  torch's thread count. FaceMesh on the 2-core CPU: 1.2 ms against ~1.9 ms eager.
+  cached in the user cache dir by weights and code digest (`code_digest`), run by ONNX Runtime's
+  CPU provider with torch's thread count. FaceMesh on the 2-core CPU: 1.2 ms against ~1.9 ms eager.
 - TensorRTRunner ("tensorrt", CUDA): torch_tensorrt (dynamo) engine for the batch range
   1..max_batch on the configured `cuda:N`, fp32 or fp16, cached on disk (see its docstring).
 
@@ -374,12 +374,29 @@ class OnnxRuntimeRunner(Runner):
         return outs[0] if self.single else outs
 
 
+def code_digest(module: nn.Module) -> str:
+    """sha256 of the code `module` runs: the source of each submodule's class (an fx.GraphModule's
+    generated code), so that a cached export is never reused after that code changed."""
+    from torch import fx  # noqa: PLC0415
+
+    parts = set()
+    for sub in module.modules():
+        if isinstance(sub, fx.GraphModule):
+            parts.add(sub.code)
+            continue
+        try:
+            parts.add(inspect.getsource(type(sub)))
+        except (OSError, TypeError):  # no source file (e.g. a class built at run time)
+            parts.add(type(sub).__qualname__)
+    return hashlib.sha256("\n".join(sorted(parts)).encode()).hexdigest()
+
+
 def _onnx_file(module: nn.Module, example_input: torch.Tensor) -> Path:
-    """Export `module` (dynamic batch) once per weights/shape/torch version; the cached file path."""
+    """Export `module` (dynamic batch) once per weights/code/shape/torch version; the cached file path."""
     from ..paths import atomic_write_bytes, cache_dir  # noqa: PLC0415
     from .models import _digest  # noqa: PLC0415
 
-    key = hashlib.sha256(f"{_digest(module.state_dict())}|{type(module).__name__}|"
+    key = hashlib.sha256(f"{_digest(module.state_dict())}|{code_digest(module)}|{type(module).__name__}|"
                          f"{tuple(example_input.shape[1:])}|{torch.__version__}|{ONNX_OPSET}".encode()).hexdigest()
     name = getattr(module, "name", type(module).__name__)
     path = cache_dir() / "onnx" / f"{name}-{key[:16]}.onnx"
@@ -409,7 +426,7 @@ class TensorRTRunner(Runner):
     common case), max (max_batch,3,H,W)); larger batches are split. Compiled under
     torch.cuda.device(N) with device=cuda:N (never a bare .cuda()).
     Cache: `cache_dir()/tensorrt/<name>-<precision>-<key>.ep` (torch_tensorrt.save, written
-    atomically), key = engine_cache_key(weights digest, shape range, precision, torch /
+    atomically), key = engine_cache_key(weights and code digest, shape range, precision, torch /
     torch_tensorrt / TensorRT versions, GPU name and compute capability). A cached engine that
     does not load or does not match the eager module is rebuilt.
     Precision: "fp32" with TF32 off; "fp16" runs the network in half precision (input and outputs
@@ -435,7 +452,8 @@ class TensorRTRunner(Runner):
         from ..paths import cache_dir  # noqa: PLC0415
         from .models import _digest  # noqa: PLC0415
 
-        self.cache_key = engine_cache_key(_digest(module.state_dict()), self.name, self.shape_range, precision,
+        self.cache_key = engine_cache_key(f"{_digest(module.state_dict())}|{code_digest(module)}", self.name,
+                                          self.shape_range, precision,
                                           tensorrt_versions(self.device))
         self.cache_path = cache_dir() / "tensorrt" / f"{self.name}-{precision}-{self.cache_key[:16]}.ep"
         with torch.cuda.device(self.device):

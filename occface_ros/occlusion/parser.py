@@ -8,6 +8,9 @@ Weights file: a `torch.save(model.state_dict())` of `ParsingUNet(base_channels=C
 `torch.load(weights_only=True)` (nothing executes); `base_channels` is inferred from the tensors.
 Input: the face ROI of the tracker (rotated square, 1.5x the landmark extent) resampled to
 `input_size` x `input_size`, RGB in [0, 1]. Output: logits over all labels (len(labels.LABELS)).
+Weights with an `amodal_head` also give one logit per pixel of the *complete* face (the face's
+region with its occluded part, the paper's M_beta predicted from the image: `forward_amodal`);
+the occlusion stage adds it to the fitted face's region (reasoner.py).
 """
 from __future__ import annotations
 
@@ -21,7 +24,7 @@ from torch import nn
 from ..nets.runners import make_runner
 from ..paths import MissingModelError
 from ..core.roi import crop_rois, uncrop_to_image
-from ..core.labels import FACE_LABELS, HAIR, LABELS
+from ..core.labels import FACE_LABELS, HAIR, LABELS, OCCLUDER
 
 DEFAULT_WEIGHTS = Path(__file__).resolve().parent.parent / "data" / "weights" / "parser.pt"
 
@@ -38,7 +41,8 @@ class ParsingUNet(nn.Module):
 
     name = "face_parser"
 
-    def __init__(self, base_channels: int = 16, num_classes: int = len(LABELS), input_size: int = 256):
+    def __init__(self, base_channels: int = 16, num_classes: int = len(LABELS), input_size: int = 256,
+                 amodal: bool = False):
         super().__init__()
         c = base_channels
         self.input_size = (input_size, input_size)  # (H, W), as every network behind a Runner
@@ -49,8 +53,18 @@ class ParsingUNet(nn.Module):
         self.up = nn.ModuleList([nn.ConvTranspose2d(16 * c >> i, 8 * c >> i, 2, stride=2) for i in range(4)])
         self.up_blocks = nn.ModuleList([_block(16 * c >> i, 8 * c >> i) for i in range(4)])
         self.head = nn.Conv2d(c, num_classes, 1)
+        self.amodal_head = nn.Conv2d(c, 1, 1) if amodal else None  # complete-face logit
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 3, S, S) -> (B, num_classes, S, S) logits of the visible parsing."""
+        return self.head(self._features(x))
+
+    def forward_amodal(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(visible-parsing logits (B, L, S, S), complete-face logit (B, 1, S, S)); needs `amodal_head`."""
+        features = self._features(x)
+        return self.head(features), self.amodal_head(features)
+
+    def _features(self, x: torch.Tensor) -> torch.Tensor:
         skips = []
         for block in self.down:
             x = block(x)
@@ -59,7 +73,7 @@ class ParsingUNet(nn.Module):
         x = self.bottom(x)
         for up, block, skip in zip(self.up, self.up_blocks, reversed(skips)):
             x = block(torch.cat([up(x), skip], 1))
-        return self.head(x)
+        return x
 
 
 def load_parser(path: str | Path, device="cpu") -> ParsingUNet:
@@ -75,7 +89,8 @@ def load_parser(path: str | Path, device="cpu") -> ParsingUNet:
         raise ValueError(f"face-parser weights {path}: not a ParsingUNet state_dict (see occlusion/parser.py)")
     net = ParsingUNet(base_channels=int(state["down.0.0.weight"].shape[0]),
                       num_classes=int(state["head.weight"].shape[0]),
-                      input_size=int(state["input_size_px"]) if "input_size_px" in state else 256)
+                      input_size=int(state["input_size_px"]) if "input_size_px" in state else 256,
+                      amodal="amodal_head.weight" in state)
     if net.head.out_channels != len(LABELS):
         raise ValueError(f"face-parser weights {path}: {net.head.out_channels} classes, expected {len(LABELS)}")
     try:
@@ -87,8 +102,9 @@ def load_parser(path: str | Path, device="cpu") -> ParsingUNet:
 
 class FaceHairProbabilities(nn.Module):
     """The parser behind one output as the occlusion stage reads it: (B, 3, S, S) crops ->
-    (B, 2, S, S) probabilities of face (the FACE_LABELS summed) and hair; the softmax runs inside
-    the compiled graph."""
+    (B, 2, S, S) probabilities of the visible face (the FACE_LABELS summed) and hair; when the net
+    has an amodal head also the complete face's and the occluder's (B, 4, S, S). The softmax and
+    sigmoid run inside the compiled graph."""
 
     name = "face_parser"
 
@@ -99,12 +115,18 @@ class FaceHairProbabilities(nn.Module):
         self.register_buffer("face_labels", torch.tensor(FACE_LABELS), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        prob = self.net(x).softmax(1)
-        return torch.stack([prob.index_select(1, self.face_labels).sum(1), prob[:, HAIR]], 1)
+        if self.net.amodal_head is None:
+            prob = self.net(x).softmax(1)
+            return torch.stack([prob.index_select(1, self.face_labels).sum(1), prob[:, HAIR]], 1)
+        logits, amodal = self.net.forward_amodal(x)
+        prob = logits.softmax(1)
+        return torch.stack([prob.index_select(1, self.face_labels).sum(1), prob[:, HAIR], amodal[:, 0].sigmoid(),
+                            prob[:, OCCLUDER]], 1)
 
 
 class FaceParser:
-    """Callable stage: image (3, H, W) + face ROIs (B, 4) -> face and hair probabilities (B, 2, H, W).
+    """Callable stage: image (3, H, W) + face ROIs (B, 4) -> face and hair probabilities (B, 2, H, W)
+    (B, 4, H, W with the complete face's and the occluder's when the weights have an amodal head).
 
     The network runs behind a Runner (nets/runners.py, `backend` as `runtime.backend`: ONNX Runtime
     runs it ~2x faster than eager PyTorch on the CPU). `submit` runs the same call in a worker

@@ -3,10 +3,15 @@ face on the tracker's face crop, trained on the sample engine with `parsing_labe
 
 Labels (core/labels.py): the face's regions where the face shows, OCCLUDER wherever an occluder
 covers it, BACKGROUND elsewhere; rendered heads give exact regions, photo composites the regions
-drawn from the teacher's 68 points (training/samples.py). Loss: cross-entropy per pixel. No
+drawn from the teacher's 68 points (training/samples.py). Loss: cross-entropy per pixel; with
+`amodal`, plus `loss_amodal` x a per-pixel BCE of the complete-face head against the whole face's
+region (`Sample.parsing_complete`, occluders ignored; real-dataset crops have none and are left out
+of that term). No
 pretrained parsing weights exist offline: the network starts from random weights (seeded).
 Validation on `train` identities held out by a seeded hash: pixel accuracy, mean IoU over the
-labels present, F1 of "visible face" (any face label) and of OCCLUDER on occluded crops.
+labels present, F1 of "visible face" (any face label) and of OCCLUDER on occluded crops; with
+`amodal`, the F1 of the complete face and of the occlusion mask (complete face and not visible face,
+what the occlusion stage publishes) on occluded crops.
 
 Real labels (`datasets=`, training/parsing_datasets.py: CelebAMask-HQ, LaPa): `dataset_fraction` of
 every batch are crops of those faces (`DatasetMix`), framed as the tracker frames a face, jittered
@@ -43,10 +48,13 @@ class ParserTrainConfig(TrainConfig):
     base_channels: int = 8
     dataset_fraction: float = 0.5  # of each batch from real labelled faces, when `datasets` are given
     init_weights: str | None = None  # start from these ParsingUNet weights (any input size) instead of random
+    amodal: bool = False  # also learn the complete (amodal) face region (ParsingUNet.amodal_head)
+    loss_amodal: float = 1.0
 
 
 class ParsingCollate:
-    """Samples -> (B, 3, S, S) float RGB [0, 1] crops and (B, S, S) int64 labels at the parser's size."""
+    """Samples -> (B, 3, S, S) float RGB [0, 1] crops, (B, S, S) int64 labels at the parser's size, and
+    (B, S, S) bool complete-face masks with (B,) `has_complete` (False where a sample has none)."""
 
     def __init__(self, size: int):
         self.size = size
@@ -55,8 +63,13 @@ class ParsingCollate:
         s = self.size
         images = np.stack([cv2.resize(x.image, (s, s), interpolation=cv2.INTER_AREA) for x in samples])[..., ::-1]
         labels = np.stack([cv2.resize(x.parsing, (s, s), interpolation=cv2.INTER_NEAREST) for x in samples])
+        blank = np.zeros((s, s), np.uint8)
+        complete = np.stack([blank if x.parsing_complete is None else
+                             cv2.resize(x.parsing_complete, (s, s), interpolation=cv2.INTER_NEAREST) for x in samples])
         return {"image": torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 255.0,
                 "parsing": torch.from_numpy(labels.astype(np.int64)),
+                "complete": label_mask(torch.from_numpy(complete), torch.tensor(FACE_LABELS)),
+                "has_complete": torch.tensor([x.parsing_complete is not None for x in samples]),
                 "occluded": torch.tensor([bool(x.kinds) and x.presence > 0 for x in samples])}
 
 
@@ -70,7 +83,14 @@ def _f1(pred: torch.Tensor, truth: torch.Tensor) -> float:
 def evaluate_parser(net: ParsingUNet, val: dict) -> dict[str, float]:
     """Validation figures (see the module docstring)."""
     net.eval()
-    pred = torch.cat([net(val["image"][i:i + 32]).argmax(1) for i in range(0, len(val["image"]), 32)])
+    chunks = [val["image"][i:i + 32] for i in range(0, len(val["image"]), 32)]
+    amodal = None
+    if net.amodal_head is None:
+        pred = torch.cat([net(x).argmax(1) for x in chunks])
+    else:
+        outputs = [net.forward_amodal(x) for x in chunks]
+        pred = torch.cat([logits.argmax(1) for logits, _ in outputs])
+        amodal = torch.cat([a[:, 0] > 0 for _, a in outputs])
     truth = val["parsing"]
     ious = []
     for k in LABELS:
@@ -79,14 +99,22 @@ def evaluate_parser(net: ParsingUNet, val: dict) -> dict[str, float]:
             ious.append(float((p & t).sum()) / float((p | t).sum()))
     occ = val["occluded"]
     face_ids = torch.tensor(FACE_LABELS, device=pred.device)
-    return {"pixel_accuracy": float((pred == truth).float().mean()),
-            "mean_iou": float(np.mean(ious)),
-            "face_f1": _f1(label_mask(pred, face_ids), label_mask(truth, face_ids)),
-            "occluder_f1": _f1(pred[occ] == OCCLUDER, truth[occ] == OCCLUDER) if bool(occ.any()) else float("nan")}
+    visible = label_mask(pred, face_ids)
+    figures = {"pixel_accuracy": float((pred == truth).float().mean()),
+               "mean_iou": float(np.mean(ious)),
+               "face_f1": _f1(visible, label_mask(truth, face_ids)),
+               "occluder_f1": _f1(pred[occ] == OCCLUDER, truth[occ] == OCCLUDER) if bool(occ.any()) else float("nan")}
+    scored = occ & val["has_complete"]
+    if amodal is not None and bool(scored.any()):
+        complete = val["complete"][scored]
+        figures["complete_face_f1"] = _f1(amodal[scored], complete)
+        figures["occlusion_f1"] = _f1(amodal[scored] & ~visible[scored], complete & (truth[scored] == OCCLUDER))
+    return figures
 
 
 def _plot(history: dict, path: Path) -> None:
-    plot_curves(history, path, ("loss",), ("mean_iou", "face_f1", "occluder_f1", "dataset_mean_iou"),
+    plot_curves(history, path, ("loss",), ("mean_iou", "face_f1", "occluder_f1", "complete_face_f1", "occlusion_f1",
+                                          "dataset_mean_iou"),
                 "validation (held-out identities)")
 
 
@@ -168,14 +196,14 @@ def train_parser(cfg: ParserTrainConfig, faces: list[TeacherFace], run_dir: str 
         dataset_record = {"fraction": cfg.dataset_fraction, "per_batch": mix.per_batch, "faces": sources,
                           "train_faces": len(train_faces), "val_faces": len(val_faces)}
 
-    net = ParsingUNet(cfg.base_channels, input_size=cfg.input_size).to(dev)
+    net = ParsingUNet(cfg.base_channels, input_size=cfg.input_size, amodal=cfg.amodal).to(dev)
     init_sha256 = None
     if cfg.init_weights:
         init_path = resolve_init_weights(cfg.init_weights)
         state = torch.load(init_path, map_location=dev, weights_only=True)
         state.pop("input_size_px", None)  # fully convolutional: the crop size is this run's
         missing, unexpected = net.load_state_dict(state, strict=False)
-        if unexpected or set(missing) - {"input_size_px"}:
+        if unexpected or set(missing) - {"input_size_px", "amodal_head.weight", "amodal_head.bias"}:
             raise ValueError(f"init_weights {init_path}: not a ParsingUNet of base_channels {cfg.base_channels}")
         init_sha256 = hashlib.sha256(init_path.read_bytes()).hexdigest()
     net.train()
@@ -184,7 +212,14 @@ def train_parser(cfg: ParserTrainConfig, faces: list[TeacherFace], run_dir: str 
     loader = sample_loader(mix, collate, cfg.batch_size, training.step, cfg.steps, cfg.workers)
 
     def step_loss(batch):
-        return F.cross_entropy(net(batch["image"]), batch["parsing"]), {}
+        if not cfg.amodal:
+            return F.cross_entropy(net(batch["image"]), batch["parsing"]), {}
+        logits, amodal = net.forward_amodal(batch["image"])
+        visible_loss = F.cross_entropy(logits, batch["parsing"])
+        has = batch["has_complete"]
+        amodal_loss = (F.binary_cross_entropy_with_logits(amodal[has, 0], batch["complete"][has].float())
+                       if bool(has.any()) else amodal.sum() * 0.0)
+        return visible_loss + cfg.loss_amodal * amodal_loss, {"loss_amodal": float(amodal_loss)}
 
     def evaluate() -> dict[str, float]:
         figures = evaluate_parser(net, val)
