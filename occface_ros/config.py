@@ -78,7 +78,7 @@ _CHOICES = {
     "runtime.backend": ("auto", "eager", "compile", "tensorrt", "onnxruntime"),
     "runtime.precision": ("fp32", "fp16"),
     "detection.model": ("short", "full"),
-    "landmarks.model": ("facemesh", "occnet"),
+    "landmarks.model": ("facemesh", "occnet", "facemesh+occnet"),
     "occlusion.parser.face_region": ("fit", "both", "parser"),
     "model.name": ("ict", "bfm"),
     "output.mesh_units": ("m",),
@@ -106,7 +106,8 @@ def validate(cfg: dict) -> dict:
         raise ConfigError("config key 'camera.hfov_deg' must be in (0, 180)")
     for path in ("landmarks.reacquire_iou", "occlusion.visible_threshold", "occlusion.refit_min_change",
                  "occlusion.relandmark_min_ratio",
-                 "occlusion.relandmark_min_learned", "occlusion.parser.complete_face_threshold",
+                 "occlusion.relandmark_min_learned", "occlusion.occnet_min_ratio",
+                 "occlusion.parser.complete_face_threshold",
                  "occlusion.parser.rim_fraction",
                  "occlusion.hands.min_score", "occlusion.hands.presence_threshold"):
         if not 0 <= get(path) <= 1:

@@ -18,7 +18,7 @@ from .detection.ssd import SsdDetector
 from .fitting.fitter import FitState
 from .fitting.stage import FitStage
 from .landmarks.correspondence import load_correspondences
-from .landmarks.facemesh import FaceLandmarker
+from .landmarks.facemesh import FaceLandmarker, FallbackLandmarker
 from .landmarks.occnet import load_occnet
 from .morphable import load_morphable_model
 from .occlusion.background import ReasoningOutcome
@@ -60,14 +60,19 @@ class FacePipeline:
         fallback = None
         if det["model"] == "short" and det["fallback_full"]:
             fallback = SsdDetector(load("face_detector_full"), det["fallback_min_score"], det["nms_iou"])
-        if lm["model"] == "occnet":
-            landmark_net = nets.make_runner(load_occnet(lm["weights"]), backend, self.device, det["max_faces"],
-                                            cfg["runtime"]["precision"])
-        else:
-            landmark_net = nets.load_network("face_landmarks", backend=backend, device=self.device,
-                                            max_batch=det["max_faces"], precision=cfg["runtime"]["precision"])
+        precision = cfg["runtime"]["precision"]
+        occnet = facemesh = None
+        if "occnet" in lm["model"]:
+            occnet = FaceLandmarker(nets.make_runner(load_occnet(lm["weights"]), backend, self.device,
+                                                     det["max_faces"], precision), lm["roi_scale"])
+        if "facemesh" in lm["model"]:
+            facemesh = FaceLandmarker(nets.load_network("face_landmarks", backend=backend, device=self.device,
+                                                        max_batch=det["max_faces"], precision=precision),
+                                      lm["roi_scale"])
+        landmarker = (FallbackLandmarker(facemesh, occnet, lm["presence_threshold"]) if facemesh and occnet
+                      else facemesh or occnet)
         return FaceTracker(SsdDetector(load(f"face_detector_{det['model']}"), det["min_score"], det["nms_iou"]),
-                           FaceLandmarker(landmark_net, lm["roi_scale"]), fallback_detector=fallback,
+                           landmarker, fallback_detector=fallback,
                            max_faces=det["max_faces"], redetect_every=det["redetect_every"],
                            presence_threshold=lm["presence_threshold"], merge_iou=lm["track_iou_merge"],
                            refine_passes=lm["refine_passes"], timer=self.timer)
@@ -162,13 +167,15 @@ class FacePipeline:
                 else:
                     with self.timer("occlusion"):
                         new = occlusion.reason(job)
-                    relandmarked = False
-                    if occlusion.relandmark_inline:
-                        with self.timer("relandmark"):
-                            relandmarked = occlusion.relandmark(new, faces, self.tracker)
-                        if relandmarked:
-                            points = self.fitting.points(faces.landmarks468)
-                            new = new.with_points(points.points)
+                    with self.timer("relandmark"):
+                        relandmarked = occlusion.occnet_again(new, faces, self.tracker, image)
+                        if occlusion.relandmark_inline:
+                            relandmarked = occlusion.relandmark(new, faces, self.tracker) or relandmarked
+                    if relandmarked:
+                        points = self.fitting.points(faces.landmarks468)
+                        new = new.with_points(points.points)
+                        if faces.visibility468 is not None:
+                            net_visible = self.fitting.points_visible(faces.visibility468)
                     if relandmarked or occlusion.refit_needed(with_net(new.points_visible), visible):
                         with self.timer("refit"):
                             fit = self.fitting(points, with_net(new.points_visible), K, priors, init=fit,

@@ -192,7 +192,7 @@ def test_run_writes_masks_parsing_and_deoccluded_image(tmp_path):
     block = np.zeros(mask.shape, bool)
     block[y0:y1, x0:x1] = True
     predicted = mask == 255
-    # the clean photo's mask is her fringe over the forehead (hair occludes the face): above the brows
+    # the clean photo's mask: little, and only above the brows (her fringe, if anything)
     face_pixels = (parsing > 0).sum()
     assert clean_mask.sum() < 0.1 * face_pixels and clean_mask[int(lm[33, 1]):].sum() < 0.01 * face_pixels
     new = predicted & ~clean_mask

@@ -138,8 +138,8 @@ def test_astronaut_every_topic_with_input_header(live):
     # maps of the first frames arrive with a later frame
     for _ in range(20):
         h = _send(live, img[..., ::-1].copy(), "rgb8", topics=IMAGE_TOPICS)
-        (mask,) = _with(live, "occlusion_mask", h)
-        if any(mask.data):
+        (parsing,) = _with(live, "parsing", h)
+        if any(parsing.data):
             break
     for topic in IMAGE_TOPICS:
         (msg,) = _with(live, topic, h)
@@ -158,8 +158,9 @@ def test_astronaut_every_topic_with_input_header(live):
     mask = np.frombuffer(bytes(mask.data), np.uint8).reshape(img.shape[:2])
     labels = np.frombuffer(bytes(parsing.data), np.uint8).reshape(img.shape[:2])
     assert set(range(1, 10)) <= set(np.unique(labels).tolist())  # M_gamma: every face region
-    assert 0 < (mask == 255).sum() < 0.15 * (labels > 0).sum()  # her fringe over the forehead
-    assert face.occlusion_skin > 0 and face.occlusion_mouth < 0.05 and face.occlusion_eyes < 0.05
+    # a clean face: her fringe is hair over the forehead, not an occluder of the parser's complete face
+    assert (mask == 255).sum() < 0.03 * (labels > 0).sum()
+    assert face.occlusion_skin < 0.05 and face.occlusion_mouth < 0.05 and face.occlusion_eyes < 0.05
     (markers,) = _with(live, "mesh_markers", h)
     mk = [m for m in markers.markers if m.action == m.ADD][0]
     assert mk.type == mk.TRIANGLE_LIST and len(mk.points) == len(mk.colors) > 0

@@ -40,3 +40,38 @@ class FaceLandmarker:
     def next_rois(self, landmarks468: torch.Tensor) -> torch.Tensor:
         """ROIs for the next frame from this frame's landmarks (MediaPipe's tracking rule)."""
         return roi_from_points(landmarks468[..., :2], MP_RIGHT_EYE_OUTER, MP_LEFT_EYE_OUTER, self.roi_scale)
+
+
+class FallbackLandmarker:
+    """FaceMesh, and the occlusion-trained occnet where FaceMesh gives up (`landmarks.model:
+    facemesh+occnet`): a face whose FaceMesh presence falls under `presence_threshold` (an occluder
+    hides much of it) is landmarked by occnet on the same crop. Visibility: occnet's for its rows,
+    1 for FaceMesh's (FaceMesh's own assumption). Same call as FaceLandmarker; `occnet` is also
+    what the pipeline runs again on faces the occlusion stage finds occluded (pipeline.py)."""
+
+    def __init__(self, facemesh: FaceLandmarker, occnet: FaceLandmarker, presence_threshold: float):
+        self.facemesh, self.occnet, self.presence_threshold = facemesh, occnet, presence_threshold
+        self.input_size, self.roi_scale = facemesh.input_size, facemesh.roi_scale
+
+    @torch.inference_mode()
+    def __call__(self, image: torch.Tensor, rois: torch.Tensor) -> LandmarkResult:
+        result = self.facemesh(image, rois)
+        rows = torch.nonzero(result.presence < self.presence_threshold).squeeze(1)
+        if rows.numel() == 0:
+            return result
+        return merge_rows(result, rows, self.occnet(image, rois[rows]))
+
+    def next_rois(self, landmarks468: torch.Tensor) -> torch.Tensor:
+        return self.facemesh.next_rois(landmarks468)
+
+
+def merge_rows(result: LandmarkResult, rows: torch.Tensor, other: LandmarkResult) -> LandmarkResult:
+    """`result` with its `rows` replaced by `other` (one row each); visibility 1 where none is known."""
+    landmarks, presence = result.landmarks468.clone(), result.presence.clone()
+    landmarks[rows], presence[rows] = other.landmarks468, other.presence
+    visibility = result.visibility468
+    if other.visibility468 is not None:
+        visibility = (torch.ones(presence.shape[0], other.visibility468.shape[1], device=presence.device)
+                      if visibility is None else visibility.clone())
+        visibility[rows] = other.visibility468
+    return LandmarkResult(landmarks, presence, visibility)

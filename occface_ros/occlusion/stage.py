@@ -126,17 +126,26 @@ class OcclusionStage:
                             & (res.deoccluded_learned >= float(self.config["relandmark_min_learned"]))).squeeze(1)
         if idx.numel() == 0:
             return False
-        landmarker = tracker.landmarker
-        again = landmarker(res.deoccluded, landmarker.next_rois(faces.landmarks468[idx]))
-        ok = again.presence >= tracker.presence_threshold
-        if not bool(ok.any()):
+        rois = tracker.landmarker.next_rois(faces.landmarks468[idx])
+        return tracker.relandmark(res.deoccluded, faces, idx, rois).numel() > 0
+
+    def occnet_again(self, outcome: ReasoningOutcome, faces: TrackedFaces, tracker: FaceTracker,
+                     image: FrameImage) -> bool:
+        """With `landmarks.model: facemesh+occnet`: the faces this reasoning finds occluded by
+        `occnet_min_ratio` or more are landmarked again by occnet, in the same crops and then in the
+        crops its landmarks give (FaceMesh's landmarks under an occluder are made up and drag the
+        fit; occnet's are trained for it).
+        Replaces their landmarks and visibility in `faces`; True when any face changed."""
+        occnet = getattr(tracker.landmarker, "occnet", None)
+        if occnet is None:
             return False
-        idx = idx[ok]
-        landmarks468 = faces.landmarks468.clone()
-        landmarks468[idx] = again.landmarks468[ok]
-        faces.landmarks468 = landmarks468
-        tracker.set_landmarks([faces.track_ids[i] for i in idx.tolist()], landmarks468[idx])
-        return True
+        rows = torch.nonzero(outcome.result.occlusion_ratio >= float(self.config["occnet_min_ratio"])).squeeze(1)
+        if rows.numel() == 0:
+            return False
+        rows = tracker.relandmark(image, faces, rows, faces.rois[rows], occnet)
+        if rows.numel():  # once more in the crop its own landmarks give, as the tracker refines a new face
+            tracker.relandmark(image, faces, rows, occnet.next_rois(faces.landmarks468[rows]), occnet)
+        return rows.numel() > 0
 
     def refit_needed(self, visible_now: torch.Tensor, visible_used: torch.Tensor) -> bool:
         """The visibility changed by `refit_min_change` or more of some face's points since the fit."""

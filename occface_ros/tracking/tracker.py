@@ -8,7 +8,7 @@ import torch
 from ..contracts import TrackedFaces
 from ..core.timing import StageTimer
 from ..detection.ssd import SsdDetector, rois_from_detections
-from ..landmarks.facemesh import FaceLandmarker
+from ..landmarks.facemesh import FaceLandmarker, LandmarkResult, merge_rows
 from .rois import admit_detections, distinct_tracks
 
 
@@ -52,6 +52,23 @@ class FaceTracker:
             rois = self.rois.clone()
             rois[rows] = self.landmarker.next_rois(landmarks468)
             self.rois = rois
+
+    def relandmark(self, image, faces: TrackedFaces, rows: torch.Tensor, rois: torch.Tensor,
+                   landmarker=None) -> torch.Tensor:
+        """Landmarks again for the faces `rows` of `faces`, in `rois` (one per row), by `landmarker`
+        (default the tracker's): where the presence passes they replace the faces' landmarks (and
+        visibility) in `faces` and place the next ROIs. Returns the rows replaced."""
+        again = (landmarker or self.landmarker)(image, rois)
+        ok = again.presence >= self.presence_threshold
+        rows = rows[ok]
+        if rows.numel():
+            vis = None if again.visibility468 is None else again.visibility468[ok]
+            merged = merge_rows(LandmarkResult(faces.landmarks468, faces.presence, faces.visibility468), rows,
+                                LandmarkResult(again.landmarks468[ok], again.presence[ok], vis))
+            faces.landmarks468, faces.presence, faces.visibility468 = (merged.landmarks468, merged.presence,
+                                                                      merged.visibility468)
+            self.set_landmarks([faces.track_ids[i] for i in rows.tolist()], merged.landmarks468[rows])
+        return rows
 
     def rename(self, mapping: dict[int, int]) -> None:
         """Give live tracks other ids (new id -> id of a track they resume)."""
