@@ -128,9 +128,10 @@ class OneEuroFilter:
                 if self._noise_var is not None:
                     noise_speed = self._noise_var.sqrt() / dt * math.sqrt(a_d / (2.0 - a_d))
                     speed = (speed - self.noise_deadzone * noise_speed).clamp_min(0.0)
-            beta = self.beta if isinstance(self.beta, (int, float)) else torch.as_tensor(self.beta, dtype=torch.float64)
+            beta = (self.beta if isinstance(self.beta, (int, float))
+                    else torch.as_tensor(self.beta, dtype=torch.float64, device=xd.device))
             min_cutoff = (self.min_cutoff if isinstance(self.min_cutoff, (int, float))
-                          else torch.as_tensor(self.min_cutoff, dtype=torch.float64))
+                          else torch.as_tensor(self.min_cutoff, dtype=torch.float64, device=xd.device))
             cutoff = min_cutoff + beta * speed
             a = _alpha(torch.as_tensor(cutoff, dtype=torch.float64), dt)
             self._x = self._x + a * (xd - self._x)
