@@ -217,3 +217,14 @@ def test_noise_deadzone_does_not_slow_motion_above_the_noise():
     a = _run(OneEuroFilter(0.25, 0.3, 0.5, speed_dims=-1), t, noisy)
     b = _run(OneEuroFilter(0.25, 0.3, 0.5, speed_dims=-1, noise_deadzone=0.0), t, noisy)
     assert torch.equal(a, b)
+
+
+def test_per_channel_parameters_follow_the_values_device():
+    """Per-channel min_cutoff and beta given as CPU tensors filter values on another device (the
+    pipeline on CUDA; the meta device stands in for it here): no device mismatch, the output stays
+    on the values' device."""
+    f = OneEuroFilter(min_cutoff=torch.tensor([0.25, 0.5, 1.0], dtype=torch.float64),
+                      beta=torch.tensor([0.3, 0.3, 0.1], dtype=torch.float64), noise_deadzone=3.0)
+    for i in range(5):
+        out = f(torch.zeros(3, dtype=torch.float64, device="meta"), i / 30.0)
+    assert out.device.type == "meta" and out.shape == (3,)
