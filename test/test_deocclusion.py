@@ -4,6 +4,7 @@ generator's contract (seen pixels kept, parsing maps used), and its training loo
 a run that resumes with its discriminators, weights that load by themselves."""
 from __future__ import annotations
 
+import hashlib
 import json
 
 import cv2
@@ -141,3 +142,11 @@ def test_a_few_deocclusion_steps_learn_and_resume(teacher, tmp_path):
     assert (tmp_path / "run" / "curves.png").stat().st_size > 1000
     loaded = load_fisn(second.weights)
     assert loaded.input_size == 64
+
+    # a fine-tuning run starts its generator from those weights (fresh discriminators)
+    tuned = DeoccludeTrainConfig(**{**cfg.__dict__, "steps": 1, "init_weights": str(second.weights)})
+    third = train_deocclude(tuned, teacher, tmp_path / "tuned", progress=False)
+    record = json.loads(third.weights.with_suffix(".json").read_text())
+    assert record["init_weights_sha256"] == hashlib.sha256(second.weights.read_bytes()).hexdigest()
+    moved = [float((a - b).abs().max()) for a, b in zip(loaded.parameters(), load_fisn(third.weights).parameters())]
+    assert max(moved) < 0.05  # one step from the initial weights, not a fresh generator

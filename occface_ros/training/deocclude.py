@@ -19,6 +19,7 @@ A run directory holds `checkpoint.pt` (generator, discriminators, both optimizer
 from __future__ import annotations
 
 import copy
+import hashlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -31,7 +32,7 @@ from torch import nn
 from ..core.labels import FACE_LABELS
 from ..deocclusion.fisn import FISNGenerator, MultiScaleDiscriminator, composite
 from ..evaluation.deocclusion import deocclusion_scores, inpaint_baseline
-from .common import Engines, TrainConfig, TrainingRun, cosine_lr, plot_curves, sample_loader
+from .common import Engines, TrainConfig, TrainingRun, cosine_lr, plot_curves, resolve_init_weights, sample_loader
 from .samples import TeacherFace
 
 PERCEPTUAL_LAYERS = ("prelu_2", "prelu_5", "prelu_8", "prelu_11")  # FaceMesh at 96, 48, 24, 12 px
@@ -56,6 +57,7 @@ class DeoccludeTrainConfig(TrainConfig):
     lambda_perceptual: float = 10.0
     lambda_l1: float = 1.0
     val_samples: int = 64
+    init_weights: str | None = None  # start the generator from these FISN weights (fresh discriminators)
 
 
 class DeoccludeCollate:
@@ -181,6 +183,14 @@ def train_deocclude(cfg: DeoccludeTrainConfig, faces: list[TeacherFace], run_dir
     inpaint = inpaint_scores(val)
 
     generator = FISNGenerator(cfg.base_channels, cfg.res_blocks, cfg.style_channels, cfg.input_size).to(dev)
+    init_sha256 = None
+    if cfg.init_weights:
+        init_path = resolve_init_weights(cfg.init_weights)
+        try:
+            generator.load_state_dict(torch.load(init_path, map_location=dev, weights_only=True))
+        except RuntimeError as exc:
+            raise ValueError(f"init_weights {init_path}: not a FISNGenerator of this config's widths") from exc
+        init_sha256 = hashlib.sha256(init_path.read_bytes()).hexdigest()
     disc = MultiScaleDiscriminator(cfg.discriminator_channels).to(dev).train()
     features = FaceMeshFeatures().to(dev)
     opt_g = torch.optim.AdamW(generator.parameters(), lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
@@ -222,7 +232,8 @@ def train_deocclude(cfg: DeoccludeTrainConfig, faces: list[TeacherFace], run_dir
     elapsed = training.loop(loader, step_loss, lambda: evaluate_deocclusion(generator, val), "train deocclude",
                             progress, note)
     figures = evaluate_deocclusion(generator, val)
-    record = {**(provenance or {}), "steps": training.step, "config": asdict(cfg), "validation": figures,
+    record = {**(provenance or {}), "steps": training.step, "config": asdict(cfg), "init_weights_sha256": init_sha256,
+              "validation": figures,
               "validation_cv2_inpaint": inpaint, "perceptual_features": f"FaceMesh (converted) {PERCEPTUAL_LAYERS}",
               **engines.provenance(), "seconds_this_session": round(elapsed, 1)}
     return DeoccludeTrainResult(training.finish("fisn.pt", record), training.step, figures, inpaint)
