@@ -1,4 +1,5 @@
-"""Landmark stage: FaceMesh 468 in rotated ROIs, batched over faces."""
+"""Landmark stage: FaceMesh 468 in rotated ROIs, batched over faces; FallbackLandmarker adds occnet
+where FaceMesh gives up on a face."""
 from __future__ import annotations
 
 from dataclasses import dataclass
