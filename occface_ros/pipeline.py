@@ -18,8 +18,7 @@ from .detection.ssd import SsdDetector
 from .fitting.fitter import FitState
 from .fitting.stage import FitStage
 from .landmarks.correspondence import load_correspondences
-from .landmarks.facemesh import FaceLandmarker, FallbackLandmarker
-from .landmarks.occnet import load_occnet
+from .landmarks.stage import build_landmarker
 from .morphable import load_morphable_model
 from .occlusion.background import ReasoningOutcome
 from .occlusion.stage import OcclusionStage
@@ -60,17 +59,7 @@ class FacePipeline:
         fallback = None
         if det["model"] == "short" and det["fallback_full"]:
             fallback = SsdDetector(load("face_detector_full"), det["fallback_min_score"], det["nms_iou"])
-        precision = cfg["runtime"]["precision"]
-        occnet = facemesh = None
-        if "occnet" in lm["model"]:
-            occnet = FaceLandmarker(nets.make_runner(load_occnet(lm["weights"]), backend, self.device,
-                                                     det["max_faces"], precision), lm["roi_scale"])
-        if "facemesh" in lm["model"]:
-            facemesh = FaceLandmarker(nets.load_network("face_landmarks", backend=backend, device=self.device,
-                                                        max_batch=det["max_faces"], precision=precision),
-                                      lm["roi_scale"])
-        landmarker = (FallbackLandmarker(facemesh, occnet, lm["presence_threshold"]) if facemesh and occnet
-                      else facemesh or occnet)
+        landmarker = build_landmarker(lm, backend, self.device, det["max_faces"], cfg["runtime"]["precision"])
         return FaceTracker(SsdDetector(load(f"face_detector_{det['model']}"), det["min_score"], det["nms_iou"]),
                            landmarker, fallback_detector=fallback,
                            max_faces=det["max_faces"], redetect_every=det["redetect_every"],
