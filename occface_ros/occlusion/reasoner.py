@@ -267,7 +267,7 @@ class OcclusionReasoner:
             rois = torch.cat([cx, cy, rois[:, 2:3] * sx, rois[:, 3:]], 1)
         parsed = None
         if self.parser is not None and rois is not None and len(rois):
-            parsed = self.parser.submit(image, rois)  # (B, 2, H, W) face, hair: runs beside the rasterizer
+            parsed = self.parser.submit(image, rois)  # (B, 2 or 4, H, W): runs beside the rasterizer
         frags = rasterize(verts, self.triangles, K, height, width, backend=cfg["render_backend"], merge_faces=True,
                           attributes=self.appearance is not None)  # barycentrics: the appearance evidence
         m_beta = render_parsing(frags, self.triangle_labels)[0]
