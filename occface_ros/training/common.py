@@ -3,6 +3,7 @@ identity split for validation, the learning-rate schedule, the head renderer, at
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import math
 import os
@@ -111,14 +112,16 @@ def head_renderer(faces: list[TeacherFace], count: int, progress: bool = True):
     return HeadRenderer.from_faces(pipeline, faces, count, progress)
 
 
-def resolve_init_weights(path: str) -> Path:
-    """`init_weights` as given, else relative to the repository (the shipped weights' path)."""
+def load_init_weights(path: str, device) -> tuple[dict, Path, str]:
+    """A run's `init_weights`: (state dict on `device`, loaded with weights_only=True; the file, as
+    given or else relative to the repository (the shipped weights' path); its sha256 for the
+    provenance)."""
     p = Path(path)
     if not p.is_file() and not p.is_absolute():
         p = Path(__file__).resolve().parents[2] / path
     if not p.is_file():
         raise FileNotFoundError(f"init_weights {path}: no such file")
-    return p
+    return torch.load(p, map_location=device, weights_only=True), p, hashlib.sha256(p.read_bytes()).hexdigest()
 
 
 def save_atomic(path: Path, state: dict) -> None:

@@ -19,7 +19,6 @@ A run directory holds `checkpoint.pt` (generator, discriminators, both optimizer
 from __future__ import annotations
 
 import copy
-import hashlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -32,7 +31,7 @@ from torch import nn
 from ..core.labels import FACE_LABELS
 from ..deocclusion.fisn import FISNGenerator, MultiScaleDiscriminator, composite
 from ..evaluation.deocclusion import deocclusion_scores, inpaint_baseline
-from .common import Engines, TrainConfig, TrainingRun, cosine_lr, plot_curves, resolve_init_weights, sample_loader
+from .common import Engines, TrainConfig, TrainingRun, cosine_lr, plot_curves, load_init_weights, sample_loader
 from .samples import TeacherFace
 
 PERCEPTUAL_LAYERS = ("prelu_2", "prelu_5", "prelu_8", "prelu_11")  # FaceMesh at 96, 48, 24, 12 px
@@ -185,12 +184,11 @@ def train_deocclude(cfg: DeoccludeTrainConfig, faces: list[TeacherFace], run_dir
     generator = FISNGenerator(cfg.base_channels, cfg.res_blocks, cfg.style_channels, cfg.input_size).to(dev)
     init_sha256 = None
     if cfg.init_weights:
-        init_path = resolve_init_weights(cfg.init_weights)
+        state, init_path, init_sha256 = load_init_weights(cfg.init_weights, dev)
         try:
-            generator.load_state_dict(torch.load(init_path, map_location=dev, weights_only=True))
+            generator.load_state_dict(state)
         except RuntimeError as exc:
             raise ValueError(f"init_weights {init_path}: not a FISNGenerator of this config's widths") from exc
-        init_sha256 = hashlib.sha256(init_path.read_bytes()).hexdigest()
     disc = MultiScaleDiscriminator(cfg.discriminator_channels).to(dev).train()
     features = FaceMeshFeatures().to(dev)
     opt_g = torch.optim.AdamW(generator.parameters(), lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)

@@ -18,7 +18,6 @@ command, config, data manifest digest, figures); all written atomically.
 """
 from __future__ import annotations
 
-import hashlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -27,7 +26,7 @@ import torch.nn.functional as F
 
 from ..landmarks.correspondence import landmarks68_from_mp468, load_correspondences
 from ..landmarks.occnet import OccLandmarkNet, build_occnet
-from .common import Engines, TrainConfig, TrainingRun, plot_curves, resolve_init_weights, sample_loader
+from .common import Engines, TrainConfig, TrainingRun, plot_curves, load_init_weights, sample_loader
 from .samples import INPUT_SIZE, TeacherFace, collate
 
 @dataclass
@@ -142,9 +141,8 @@ def train_landmarks(cfg: LandmarkTrainConfig, faces: list[TeacherFace], run_dir:
     net: OccLandmarkNet = build_occnet().to(dev).train().requires_grad_(True)
     init_sha256 = None
     if cfg.init_weights:
-        init_path = resolve_init_weights(cfg.init_weights)
-        net.load_state_dict(torch.load(init_path, map_location=dev, weights_only=True))
-        init_sha256 = hashlib.sha256(init_path.read_bytes()).hexdigest()
+        state, _, init_sha256 = load_init_weights(cfg.init_weights, dev)
+        net.load_state_dict(state)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     training = TrainingRun(run_dir, net, opt, cfg, dev, _plot, resume)
     history = training.history

@@ -23,7 +23,6 @@ A run directory holds `checkpoint.pt` (resumable, also after Ctrl-C), `curves.pn
 """
 from __future__ import annotations
 
-import hashlib
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -35,7 +34,7 @@ import torch.nn.functional as F
 
 from ..core.labels import FACE_LABELS, LABELS, OCCLUDER, label_mask
 from ..occlusion.parser import ParsingUNet
-from .common import Engines, TrainConfig, TrainingRun, plot_curves, resolve_init_weights, sample_loader
+from .common import Engines, TrainConfig, TrainingRun, plot_curves, load_init_weights, sample_loader
 from .samples import INPUT_SIZE, Sample, SampleEngine, TeacherFace, validation_identity
 
 
@@ -199,13 +198,11 @@ def train_parser(cfg: ParserTrainConfig, faces: list[TeacherFace], run_dir: str 
     net = ParsingUNet(cfg.base_channels, input_size=cfg.input_size, amodal=cfg.amodal).to(dev)
     init_sha256 = None
     if cfg.init_weights:
-        init_path = resolve_init_weights(cfg.init_weights)
-        state = torch.load(init_path, map_location=dev, weights_only=True)
+        state, init_path, init_sha256 = load_init_weights(cfg.init_weights, dev)
         state.pop("input_size_px", None)  # fully convolutional: the crop size is this run's
         missing, unexpected = net.load_state_dict(state, strict=False)
         if unexpected or set(missing) - {"input_size_px", "amodal_head.weight", "amodal_head.bias"}:
             raise ValueError(f"init_weights {init_path}: not a ParsingUNet of base_channels {cfg.base_channels}")
-        init_sha256 = hashlib.sha256(init_path.read_bytes()).hexdigest()
     net.train()
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     training = TrainingRun(run_dir, net, opt, cfg, dev, _plot, resume)
