@@ -427,3 +427,19 @@ def test_a_public_dataset_folder_adds_human_labelled_faces(teacher, tmp_path):
     batch = collate(samples)
     _, parts = landmark_loss(build_occnet()(batch["image"]), batch, LandmarkTrainConfig())
     assert parts["human68"] > 0
+
+
+def test_merged_rows_take_the_new_rows_visibility_or_none():
+    """merge_rows: replaced rows take the other result's visibility; rows replaced by a result
+    without visibility (FaceMesh) are seen, not left with the old row's."""
+    from occface_ros.landmarks.facemesh import LandmarkResult, merge_rows
+
+    base = LandmarkResult(torch.zeros(3, 468, 3), torch.zeros(3), torch.full((3, 468), 0.2))
+    rows = torch.tensor([1])
+    with_vis = merge_rows(base, rows, LandmarkResult(torch.ones(1, 468, 3), torch.ones(1), torch.full((1, 468), 0.7)))
+    assert torch.equal(with_vis.visibility468[:, 0], torch.tensor([0.2, 0.7, 0.2]))
+    without = merge_rows(base, rows, LandmarkResult(torch.ones(1, 468, 3), torch.ones(1), None))
+    assert torch.equal(without.visibility468[:, 0], torch.tensor([0.2, 1.0, 0.2]))
+    assert torch.equal(without.landmarks468[1], torch.ones(468, 3)) and float(without.presence[1]) == 1.0
+    assert merge_rows(LandmarkResult(torch.zeros(2, 468, 3), torch.zeros(2)), rows,
+                      LandmarkResult(torch.ones(1, 468, 3), torch.ones(1))).visibility468 is None

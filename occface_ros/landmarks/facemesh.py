@@ -71,8 +71,10 @@ def merge_rows(result: LandmarkResult, rows: torch.Tensor, other: LandmarkResult
     landmarks, presence = result.landmarks468.clone(), result.presence.clone()
     landmarks[rows], presence[rows] = other.landmarks468, other.presence
     visibility = result.visibility468
-    if other.visibility468 is not None:
-        visibility = (torch.ones(presence.shape[0], other.visibility468.shape[1], device=presence.device)
-                      if visibility is None else visibility.clone())
-        visibility[rows] = other.visibility468
+    if visibility is not None or other.visibility468 is not None:
+        count = (visibility if visibility is not None else other.visibility468).shape[1]
+        visibility = (torch.ones(presence.shape[0], count, device=presence.device) if visibility is None
+                      else visibility.clone())
+        # a row replaced by a network without visibility (FaceMesh) is seen, not the old row's
+        visibility[rows] = other.visibility468 if other.visibility468 is not None else 1.0
     return LandmarkResult(landmarks, presence, visibility)
