@@ -112,6 +112,9 @@ def validate(cfg: dict) -> dict:
                  "occlusion.hands.min_score", "occlusion.hands.presence_threshold"):
         if not 0 <= get(path) <= 1:
             raise ConfigError(f"config key '{path}' must be in [0, 1], got {get(path)!r}")
+    low = get("detection.low_min_score")
+    if low is not None and not (isinstance(low, (int, float)) and 0 < low <= 1):
+        raise ConfigError(f"config key 'detection.low_min_score' must be null or in (0, 1], got {low!r}")
     if get("occlusion.hands.idle_detect_every") < 1:
         raise ConfigError("config key 'occlusion.hands.idle_detect_every' must be >= 1")
     for path in ("landmarks.reacquire_s", "occlusion.probe_radius_px", "occlusion.hands.redetect_every",

@@ -43,3 +43,17 @@ def test_invalid_configs_are_rejected_with_a_reason(tmp_path, text, fragment):
 def test_missing_config_file(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(tmp_path / "absent.yaml")
+
+
+def test_every_shipped_configuration_loads():
+    """The YAML files beside config/occface.yaml are partial configurations that load over it."""
+    from pathlib import Path
+
+    folder = Path(__file__).resolve().parent.parent / "config"
+    files = [p for p in folder.glob("*.yaml") if p.name != "occface.yaml"]
+    assert any(p.name == "occluded_scenes.yaml" for p in files)
+    for path in files:
+        cfg = load_config(path)
+        assert cfg["runtime"]["device"]  # the defaults are filled in
+    scenes = load_config(folder / "occluded_scenes.yaml")
+    assert scenes["landmarks"]["model"] == "facemesh+occnet" and scenes["detection"]["low_min_score"] == 0.2

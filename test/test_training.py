@@ -443,3 +443,136 @@ def test_merged_rows_take_the_new_rows_visibility_or_none():
     assert torch.equal(without.landmarks468[1], torch.ones(468, 3)) and float(without.presence[1]) == 1.0
     assert merge_rows(LandmarkResult(torch.zeros(2, 468, 3), torch.zeros(2)), rows,
                       LandmarkResult(torch.ones(1, 468, 3), torch.ones(1))).visibility468 is None
+
+
+def test_hard_negatives_are_detector_false_alarms_clear_of_every_face(teacher):
+    """Mined negatives: crops where a face detector fires at a low score, away from every teacher face,
+    that converted FaceMesh does not call a face; the engine cuts its negatives there."""
+    import cv2
+
+    from occface_ros import nets
+    from occface_ros.core.roi import FrameImage
+    from occface_ros.landmarks.facemesh import FaceLandmarker
+    from occface_ros.training.hard_negatives import _face_boxes, detector_negatives
+    from occface_ros.training.samples import SampleConfig, SampleEngine, crop_affine
+
+    negatives = detector_negatives(teacher, min_score=0.05, progress=False)
+    assert len(negatives) >= 5
+    facemesh = FaceLandmarker(nets.load_network("face_landmarks"))
+    for n in negatives:
+        assert n.score >= 0.05
+        faces = [f for f in teacher if f.photo_id == n.photo_id]
+        boxes = _face_boxes(faces).numpy()
+        cx, cy = n.roi[:2]
+        assert not any(x0 <= cx <= x1 and y0 <= cy <= y1 for x0, y0, x1, y1 in boxes)  # not on a face
+        presence = facemesh(FrameImage(n.image_bgr), torch.tensor(n.roi[None], dtype=torch.float32)).presence
+        assert float(presence[0]) < 0.1
+    again = detector_negatives(teacher, min_score=0.05, progress=False)
+    assert [n.roi.tolist() for n in again] == [n.roi.tolist() for n in negatives]
+
+    engine = SampleEngine(teacher, SampleConfig(seed=2, negative_fraction=1.0, hard_negative_fraction=1.0,
+                                                clean_fraction=1.0, scale_range=(1.0, 1.0), shift_fraction=0.0,
+                                                angle_std_deg=0.0, grey_fraction=0.0, blur_fraction=0.0,
+                                                noise_std_max=0.0, jpeg_fraction=0.0), hard_negatives=negatives)
+    crops = [cv2.warpAffine(n.image_bgr, crop_affine(n.roi), (192, 192), flags=cv2.INTER_LINEAR,
+                            borderMode=cv2.BORDER_REFLECT101) for n in negatives]
+    plain = 0
+    for i in range(24):
+        s = engine.sample(i)
+        assert s.presence == 0.0 and s.source == "negative"
+        if not s.kinds:  # no occluder on it: an exposure change apart, it is one of the mined crops
+            corr = [np.corrcoef(s.image.reshape(-1).astype(float), c.reshape(-1).astype(float))[0, 1] for c in crops]
+            assert max(corr) > 0.95
+            plain += 1
+    assert plain >= 3
+
+
+def test_presence_only_training_keeps_landmarks_bit_exact_and_learns_to_reject(teacher, tmp_path):
+    """`trainable: presence`: only FaceMesh's face-flag branch changes; the landmarks and visibility
+    of the trained network equal the initial network's, and the presence loss falls on a fixed batch."""
+    from occface_ros.landmarks.occnet import DEFAULT_WEIGHTS, load_occnet, presence_branch
+    from occface_ros.training.landmarks import train_landmarks
+    from occface_ros.training.samples import SampleConfig, SampleEngine, collate
+
+    cfg = _tiny_config(3)
+    cfg.init_weights, cfg.trainable, cfg.lr = str(DEFAULT_WEIGHTS), "presence", 1e-3
+    result = train_landmarks(cfg, teacher, tmp_path / "run", progress=False)
+    start, end = load_occnet(DEFAULT_WEIGHTS), load_occnet(result.weights)
+    branch = set(presence_branch(start))
+    changed = {k for k, v in end.state_dict().items() if not torch.equal(v, start.state_dict()[k])}
+    assert changed and changed <= branch
+    images = collate([SampleEngine(teacher, SampleConfig(seed=4)).sample(i) for i in range(6)])["image"]
+    with torch.no_grad():
+        a, b = start(images), end(images)
+    assert torch.equal(a[0], b[0]) and torch.equal(a[3], b[3])
+
+    torch.manual_seed(0)
+    batch = collate([SampleEngine(teacher, SampleConfig(seed=1, negative_fraction=0.5)).sample(i) for i in range(16)])
+    net = load_occnet(DEFAULT_WEIGHTS).train()
+    for name, param in net.named_parameters():
+        param.requires_grad_(name in branch)
+    opt = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=3e-3)
+    losses = []
+    for _ in range(15):
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(net(batch["image"])[1], batch["presence"])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    assert losses[-1] < 0.5 * losses[0], losses
+
+
+def test_the_low_score_look_finds_a_covered_face_beside_a_found_one_and_adds_no_second_box(annotated_photos):
+    """breakingbad under a face mask: the short-range detector finds only the other person at its
+    threshold; the low-score look (`detection.low_min_score`) adds the covered face, whose occnet
+    presence passes. On the clean photos it adds no second track on a face already found."""
+    from occface_ros.config import load_config
+    from occface_ros.evaluation.occluders import apply_occluder, occluder_seed
+    from occface_ros.pipeline import FacePipeline
+
+    photos = {p.name: p for p in annotated_photos}
+    photo = photos["breakingbad"]
+    iod = np.linalg.norm(photo.landmarks68[36] - photo.landmarks68[45])
+    image = apply_occluder("mask_black", photo.image_bgr, [photo.landmarks68],
+                           occluder_seed("breakingbad", "mask_black", 0)).image_bgr
+    found, counts = {}, {}
+    for low in (None, 0.2):
+        pipe = FacePipeline(load_config(overrides={"landmarks": {"model": "facemesh+occnet"},
+                                                   "detection": {"low_min_score": low}}))
+        faces = pipe.process(image, 0.0).faces
+        found[low] = [f for f in faces if np.linalg.norm(f.landmarks68.mean(0) - photo.landmarks68.mean(0)) < 0.6 * iod]
+        counts[low] = {}
+        for name, p in photos.items():
+            pipe.reset()
+            counts[low][name] = len(pipe.process(p.image_bgr, 0.0).faces)
+    assert not found[None] and len(found[0.2]) == 1
+    nme = np.linalg.norm(found[0.2][0].landmarks68 - photo.landmarks68, axis=1).mean() / iod
+    assert nme < 0.3, nme
+    assert counts[0.2] == counts[None], counts
+
+
+def test_occnet_presence_rejects_what_the_detectors_fire_on_in_pictures_without_a_face():
+    """The evaluation's pictures without a face (scikit-image's data, never trained on): at a low
+    detection score the detectors fire on them; the shipped occnet's presence (trained against the
+    detectors' false alarms) lets fewer of those crops pass than the first run's
+    (`occnet_landmarks_v1.pt`, the same landmarks)."""
+    from occface_ros import nets
+    from occface_ros.core.roi import FrameImage
+    from occface_ros.detection.ssd import SsdDetector, rois_from_detections
+    from occface_ros.app.samples import SCENE_FILES
+    from occface_ros.evaluation.photos import load_scenes
+    from occface_ros.landmarks.facemesh import FaceLandmarker
+    from occface_ros.landmarks.occnet import DEFAULT_WEIGHTS, WEIGHTS_DIR, load_occnet
+
+    detectors = [SsdDetector(nets.load_detector(n), 0.2, 0.3) for n in ("face_detector_short", "face_detector_full")]
+    crops = []
+    for _, image in load_scenes(SCENE_FILES):
+        frame = FrameImage(image)
+        crops += [(frame, roi) for d in detectors for roi in rois_from_detections(d(frame.tensor), 1.5)]
+    assert len(crops) >= 20  # the detectors do fire on these pictures at this score
+    accepted = {}
+    for name, path in (("shipped", DEFAULT_WEIGHTS), ("v1", WEIGHTS_DIR / "occnet_landmarks_v1.pt")):
+        net = FaceLandmarker(nets.make_runner(load_occnet(path), "eager", "cpu", 1, "fp32"))
+        accepted[name] = sum(float(net(frame, roi[None]).presence[0]) >= 0.5 for frame, roi in crops)
+    # measured: 7 of 23 crops pass the shipped presence, 16 the first run's
+    assert accepted["shipped"] <= 0.4 * len(crops) and accepted["shipped"] <= 0.6 * accepted["v1"], (accepted, len(crops))

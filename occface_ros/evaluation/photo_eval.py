@@ -10,7 +10,7 @@ from . import metrics as M
 from .deocclusion import deocclusion_scores, inpaint_baseline
 from .examples import Example, projected_meshes
 from .occluders import apply_occluder, occluder_seed
-from .photos import load_photos
+from .photos import load_photos, load_scenes
 from .progress import COLD, TIMING, Progress
 from .reference_column import Reference
 from .results import match_face, match_landmarks, predicted_mask, stage_fields
@@ -195,3 +195,13 @@ def _photo_summary(record: dict) -> None:
         deocclusion=deocclusion_means(e["deocclusion"] for e in occ),
     )
     record["summary"] = summary
+
+
+def evaluate_scenes(pipeline, settings: EvalSettings, progress: Progress) -> dict:
+    """Faces the pipeline reports on the pictures without a face (each from a fresh start): all false."""
+    per_picture = {}
+    for name, image in load_scenes(settings.scenes):
+        pipeline.reset()
+        per_picture[name] = len(pipeline.process(image, 0.0).faces)
+        progress.step(stage=name)
+    return {"pictures": len(per_picture), "faces": sum(per_picture.values()), "per_picture": per_picture}

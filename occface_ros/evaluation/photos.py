@@ -38,3 +38,18 @@ def load_photos(names) -> list[EvalPhoto]:
         else:
             raise ValueError(f"unknown evaluation photo {name!r}")
     return out
+
+
+def load_scenes(names) -> list[tuple[str, np.ndarray]]:
+    """(name, BGR image) of the evaluation's pictures without a face (app.samples.SCENE_FILES)."""
+    from ..app.samples import SCENE_FILES, sample_path
+
+    out = []
+    for name in names:
+        if name not in SCENE_FILES:
+            raise ValueError(f"unknown evaluation scene {name!r}")
+        image = cv2.imread(str(sample_path(*SCENE_FILES[name])), cv2.IMREAD_COLOR)
+        if image is None:
+            raise RuntimeError(f"cannot read sample picture {name}")
+        out.append((name, image))
+    return out

@@ -69,6 +69,11 @@ def write_report(path: Path, data: dict) -> None:
              f"{m['photos_all']['ours']}/{m['photos_all']['faces']}; synthetic ours {fmt(m['synthetic']['ours'])}, "
              f"MediaPipe {fmt(m['synthetic']['mediapipe'])} of {fmt(m['synthetic']['frames'])} frames. "
              "Missed faces are left out of the NME and pose means.\n")
+    sc = data.get("scenes_without_faces") or {}
+    if sc.get("pictures"):
+        where = ", ".join(f"{k} {v}" for k, v in sc["per_picture"].items() if v) or "none"
+        L.append(f"False faces: {sc['faces']} face(s) reported on {sc['pictures']} pictures without a human face "
+                 f"(scikit-image's data, a cat among them; each from a fresh start): {where}.\n")
     L.append("## Photos (NME: outer-eye-corner normalised; mean over the occluders)\n")
     L.append("| photo | GT | faces | NME clean ours | NME occl. ours | ratio ours | NME clean MP | NME occl. MP "
              "| ratio MP | missed occl. ours / MP | mask F1 | mask IoU | clean false-pos. | pose change mean / max (deg) |")

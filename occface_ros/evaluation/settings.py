@@ -28,6 +28,7 @@ class EvalSettings:
     synthetic_size: tuple[int, int]  # (width, height)
     synthetic_period: int  # frames per motion cycle (quick: the first frames of a full cycle)
     yaw_sweep_frames: int = 0  # a second rendered sequence, yaw +-75 deg, for NME by yaw bin (0: skipped)
+    scenes: tuple[str, ...] = ()  # keys of app.samples.SCENE_FILES: pictures without a face (false faces)
     fps: float = 30.0
     seed: int = 0
 
@@ -38,6 +39,8 @@ FULL = EvalSettings(
     jitter_photos=("astronaut", "lenna"),
     jitter_frames=90, jitter_warmup=30, jitter_noise_sigma=2.0,
     synthetic_frames=60, synthetic_size=(640, 480), synthetic_period=60, yaw_sweep_frames=60,
+    scenes=("coffee", "chelsea", "rocket", "motorcycle_left", "coins", "horse", "hubble_deep_field", "logo",
+            "grass", "brick", "moon", "page", "gravel", "color", "retina", "ihc"),
 )
 QUICK = EvalSettings(
     photos=("lenna", "astronaut"),
@@ -45,4 +48,5 @@ QUICK = EvalSettings(
     jitter_photos=("astronaut",),
     jitter_frames=12, jitter_warmup=3, jitter_noise_sigma=2.0,
     synthetic_frames=8, synthetic_size=(320, 240), synthetic_period=60,
+    scenes=("chelsea", "rocket"),
 )

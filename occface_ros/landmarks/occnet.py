@@ -67,6 +67,30 @@ class OccLandmarkNet(nn.Module):
         return landmarks.reshape(-1, NUM_LANDMARKS, 3), logit, torch.sigmoid(logit), visibility
 
 
+def presence_branch(net: OccLandmarkNet) -> list[str]:
+    """Names of the parameters that feed the presence output and no other (FaceMesh's face-flag
+    branch): training only these leaves the landmarks and the visibility bit-exact."""
+    nodes = list(net.core.graph.nodes)
+    outputs = list(next(n for n in nodes if n.op == "output").args[0])
+
+    def ancestors(node) -> set:
+        seen, stack = set(), [node]
+        while stack:
+            n = stack.pop()
+            if n not in seen:
+                seen.add(n)
+                stack.extend(n.all_input_nodes)
+        return seen
+
+    flag = ancestors(outputs[net.order[1]])
+    others = set().union(*(ancestors(o) for i, o in enumerate(outputs) if i != net.order[1]))
+    params = dict(net.named_parameters())
+    names = sorted(f"core.{n.target}" for n in flag - others if n.op == "get_attr" and f"core.{n.target}" in params)
+    if not names:
+        raise ValueError("the converted FaceMesh graph has no parameters of its own on the presence output")
+    return names
+
+
 def build_occnet() -> OccLandmarkNet:
     """The network initialised from FaceMesh's converted weights (the training start)."""
     from ..nets.models import build_network

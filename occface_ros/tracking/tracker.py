@@ -6,6 +6,7 @@ import itertools
 import torch
 
 from ..contracts import TrackedFaces
+from ..core.roi import rois_to_boxes
 from ..core.timing import StageTimer
 from ..detection.ssd import SsdDetector, rois_from_detections
 from ..landmarks.facemesh import FaceLandmarker, LandmarkResult, merge_rows
@@ -26,9 +27,11 @@ class FaceTracker:
         merge_iou: float = 0.5,
         refine_passes: int = 1,
         timer: StageTimer | None = None,
+        low_score_detectors: list[SsdDetector] | None = None,
     ):
         self.detector = detector
         self.fallback_detector = fallback_detector
+        self.low_score_detectors = low_score_detectors or []
         self.landmarker = landmarker
         self.max_faces = max_faces
         self.redetect_every = redetect_every
@@ -87,7 +90,22 @@ class FaceTracker:
             self._primary_detected = det is not None and len(det) > 0
             if not self._primary_detected and self.fallback_detector is not None:
                 det = self.fallback_detector(image)
-        return rois_from_detections(det, self.landmarker.roi_scale)
+            rois = rois_from_detections(det, self.landmarker.roi_scale)
+            for detector in self.low_score_detectors:
+                rois = torch.cat([rois, self._outside(rois_from_detections(detector(image), self.landmarker.roi_scale),
+                                                      rois)])
+        return rois
+
+    def _outside(self, candidates: torch.Tensor, found: torch.Tensor) -> torch.Tensor:
+        """The candidate ROIs whose centre lies outside every found ROI and every track's ROI: a
+        low-score detection is a face the other detections missed, not a second box on one."""
+        taken = found if self.rois is None else torch.cat([found, self.rois])
+        if not candidates.shape[0] or not taken.shape[0]:
+            return candidates
+        boxes = rois_to_boxes(taken)
+        x, y = candidates[:, 0:1], candidates[:, 1:2]
+        inside = (x >= boxes[:, 0]) & (x <= boxes[:, 2]) & (y >= boxes[:, 1]) & (y <= boxes[:, 3])
+        return candidates[~inside.any(1)]
 
     @torch.inference_mode()
     def __call__(self, image: torch.Tensor) -> TrackedFaces:

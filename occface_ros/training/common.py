@@ -73,12 +73,23 @@ class Engines:
         sample_cfg = SampleConfig.from_dict({**cfg.samples, **sample_overrides, "seed": cfg.seed})
         self.heads = (head_renderer(self.train_faces, cfg.render_textures, progress)
                       if sample_cfg.render_fraction > 0 else None)
-        self.train = SampleEngine(self.train_faces, sample_cfg, self.heads)
+        self.hard_negatives = []
+        if sample_cfg.hard_negative_fraction > 0:
+            from .hard_negatives import detector_negatives
+            from .photo_pool import scenes_without_faces
+
+            self.hard_negatives = detector_negatives(faces, scenes_without_faces(), cfg.hard_negative_min_score,
+                                                     progress=progress)
+        val_negative = [validation_identity(n.identity, cfg.val_identity_fraction, cfg.seed) for n in self.hard_negatives]
+        self.train = SampleEngine(self.train_faces, sample_cfg, self.heads,
+                                  [n for n, v in zip(self.hard_negatives, val_negative) if not v])
         self.val = SampleEngine(self.val_faces, SampleConfig.from_dict(
-            {**cfg.samples, **sample_overrides, "seed": cfg.seed + 1_000_003, "render_fraction": 0.0}))
+            {**cfg.samples, **sample_overrides, "seed": cfg.seed + 1_000_003, "render_fraction": 0.0}),
+            hard_negatives=[n for n, v in zip(self.hard_negatives, val_negative) if v])
 
     def provenance(self) -> dict:
         return {"head_textures": len(self.heads.textures) if self.heads is not None else 0,
+                "hard_negatives": {"train": len(self.train.hard_negatives), "val": len(self.val.hard_negatives)},
                 "train_faces": len(self.train_faces), "val_faces": len(self.val_faces), "device": str(self.device),
                 "torch": torch.__version__}
 
@@ -149,6 +160,7 @@ class TrainConfig:
     workers: int = 1  # spawned sample-loader processes (0: in the training process)
     seed: int = 0
     render_textures: int = 0  # textures (photos) of the head renderer; 0: no rendered heads
+    hard_negative_min_score: float = 0.1  # detector score of the mined false alarms (samples.hard_negative_fraction > 0)
     samples: dict = field(default_factory=dict)  # training/samples.py SampleConfig overrides
 
     @classmethod

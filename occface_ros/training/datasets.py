@@ -469,6 +469,9 @@ def eval_fingerprints(manifest: dict | None = None, pool_root: Path | None = Non
             paths[(pool_root / entry["source"] / item["member"]).resolve()] = entry["id"]
             if fetched_by_samples:
                 paths[(samples_root / entry["source"] / Path(item["member"]).name).resolve()] = entry["id"]
+    for entry in manifest.get("eval_scenes_without_faces", []):  # the false-face pictures (samples fetcher)
+        hashes[entry["sha256"]] = entry["id"]
+        paths[(samples_root / entry["source"] / Path(entry["member"]).name).resolve()] = entry["id"]
     return hashes, paths
 
 

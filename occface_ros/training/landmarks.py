@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from ..landmarks.correspondence import landmarks68_from_mp468, load_correspondences
-from ..landmarks.occnet import OccLandmarkNet, build_occnet
+from ..landmarks.occnet import OccLandmarkNet, build_occnet, presence_branch
 from .common import Engines, TrainConfig, TrainingRun, plot_curves, load_init_weights, sample_loader
 from .samples import INPUT_SIZE, TeacherFace, collate
 
@@ -43,6 +43,7 @@ class LandmarkTrainConfig(TrainConfig):
     loss_ibug68: float = 0.0  # extra weight of the FaceMesh points behind the 68 iBUG landmarks
     loss_human68: float = 1.0  # smooth-L1 of the 68 points against a dataset's human annotation (--data)
     init_weights: str | None = None  # start from these OccLandmarkNet weights instead of FaceMesh's
+    trainable: str = "all"  # all | presence: only the face-flag branch learns (landmarks, visibility bit-exact)
 
 
 def point_weights(batch: dict, cfg: LandmarkTrainConfig) -> torch.Tensor:
@@ -143,7 +144,13 @@ def train_landmarks(cfg: LandmarkTrainConfig, faces: list[TeacherFace], run_dir:
     if cfg.init_weights:
         state, _, init_sha256 = load_init_weights(cfg.init_weights, dev)
         net.load_state_dict(state)
-    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.trainable not in ("all", "presence"):
+        raise ValueError(f"trainable must be 'all' or 'presence', not {cfg.trainable!r}")
+    if cfg.trainable == "presence":
+        branch = set(presence_branch(net))
+        for name, param in net.named_parameters():
+            param.requires_grad_(name in branch)
+    opt = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=cfg.weight_decay)
     training = TrainingRun(run_dir, net, opt, cfg, dev, _plot, resume)
     history = training.history
     if "facemesh" not in history:

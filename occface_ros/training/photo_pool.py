@@ -128,7 +128,7 @@ def sha256_file(path: Path) -> str:
 def _source_files(manifest: dict) -> dict[str, dict[str, str]]:
     """source -> {archive member: sha256} of every file to extract (photos, annotations, textures)."""
     files: dict[str, dict[str, str]] = {key: {} for key in manifest["sources"]}
-    for e in manifest["photos"] + manifest.get("occluder_textures", []):
+    for e in manifest["photos"] + manifest.get("occluder_textures", []) + manifest.get("scenes_without_faces", []):
         files[e["source"]][e["member"]] = e["sha256"]
         for a in e.get("annotations", []):
             files[e["source"]][a["member"]] = a["sha256"]
@@ -300,6 +300,24 @@ class TrainingPhotos:
     def __iter__(self):
         for photo_id in self.ids:
             yield self.load(photo_id)
+
+
+def scenes_without_faces(root: Path | None = None, manifest: dict | None = None) -> list[tuple[str, np.ndarray]]:
+    """(id, BGR image) of the manifest's `scenes_without_faces`: pictures from the same packages with
+    no human face in them (the presence score's negatives, training/hard_negatives.py)."""
+    import cv2
+
+    root = Path(root) if root is not None else pool_dir()
+    out = []
+    for entry in (manifest or load_manifest()).get("scenes_without_faces", []):
+        path = root / entry["source"] / entry["member"]
+        if not path.is_file():
+            raise PoolNotFetchedError(f"{path} is missing. Fix: occface data fetch --pool")
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if image is None:
+            raise RuntimeError(f"cannot read pool scene {path}")
+        out.append((entry["id"], image))
+    return out
 
 
 def training_photos(ids=None, root: Path | None = None) -> list[PoolPhoto]:

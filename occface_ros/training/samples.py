@@ -10,8 +10,8 @@ Sources (`SampleConfig.sources`):
 - `render`: a head rendered by training/heads.py (ICT model, textures from `train` photos, wide
   pose range) cropped like a photo; labels exact (`render_fraction` of the face samples, when the
   engine is given a renderer);
-- `negative`: a crop without a face (photo regions away from every face, occluders on them):
-  presence 0, no landmark loss.
+- `negative`: a crop without a face (photo regions away from every face, or a face detector's false
+  alarm there: training/hard_negatives.py; occluders on them): presence 0, no landmark loss.
 
 With `parsing_labels`, each sample also carries the visible face's parsing (core/labels.py): the
 regions of the face from its 68 points (composites: a geometric estimate, render/parsing.py) or of
@@ -67,6 +67,7 @@ class SampleConfig:
     jpeg_fraction: float = 0.3
     visibility_threshold: float = 0.5  # a landmark under occluder alpha >= this is hidden
     render_fraction: float = 0.0  # face samples from rendered heads (needs a HeadRenderer)
+    hard_negative_fraction: float = 0.0  # negatives cut at a detector's false alarm (training/hard_negatives.py)
     parsing_labels: bool = False  # also label each pixel (core/labels.py) for the parser
 
     @classmethod
@@ -130,12 +131,14 @@ def iod_px(landmarks68: np.ndarray) -> float:
 class SampleEngine:
     """Training samples from teacher faces (see the module docstring)."""
 
-    def __init__(self, faces: list[TeacherFace], config: SampleConfig | None = None, heads=None):
+    def __init__(self, faces: list[TeacherFace], config: SampleConfig | None = None, heads=None,
+                 hard_negatives: list | None = None):
         if not faces:
             raise ValueError("the sample engine needs at least one teacher face")
         self.faces = faces
         self.config = config or SampleConfig()
         self.heads = heads  # training/heads.HeadRenderer, or None: no rendered samples
+        self.hard_negatives = hard_negatives or []  # training/hard_negatives.NegativeRoi
         # where a face's 68 points sit in its own (unjittered) crop, on average: occluders of the
         # negatives are placed as if a face were there
         by_photo: dict[str, list[TeacherFace]] = {}
@@ -217,7 +220,12 @@ class SampleEngine:
         whose faces the teacher all found, inside the image and clear of every face; else a
         procedural texture."""
         size = INPUT_SIZE
-        crop = self._background(rng, size)
+        if self.hard_negatives and rng.random() < self.config.hard_negative_fraction:
+            negative = self.hard_negatives[int(rng.integers(len(self.hard_negatives)))]
+            crop = cv2.warpAffine(negative.image_bgr, crop_affine(self._jittered_roi(negative.roi, rng), size),
+                                  (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101)
+        else:
+            crop = self._background(rng, size)
         crop = self._photometric(crop, rng)
         alpha = np.zeros((size, size), np.float32)
         kinds: list[str] = []
