@@ -4,7 +4,8 @@
   `camera.hfov_deg`); the `output` section (files of `occface run`) is not used by the node.
   Config entries that default to null are declared with a typed "unset" value: camera.fx/fy/cx/cy
   as 0.0 (0 = unset: use camera_info or camera.hfov_deg), model.path as "" (default search),
-  occlusion.parser.weights and occlusion.fisn.weights as "" (the shipped weights).
+  occlusion.parser.weights and occlusion.fisn.weights as "" (the shipped weights),
+  detection.low_min_score as 0.0 (off).
   Core parameters take effect at configure (the lifecycle transition that builds the pipeline):
   they can be set while the node is unconfigured and are read-only while it is configured
   (inactive or active), except `smoothing.*` which change at run time.
@@ -28,7 +29,7 @@ from .diagnostics import Thresholds
 from .hri import HRI_DEFAULTS, HRI_DESCRIPTIONS, validate_hri_value
 
 NULL_AS = {"camera.fx": 0.0, "camera.fy": 0.0, "camera.cx": 0.0, "camera.cy": 0.0, "model.path": "",
-           "occlusion.parser.weights": "", "occlusion.fisn.weights": ""}
+           "occlusion.parser.weights": "", "occlusion.fisn.weights": "", "detection.low_min_score": 0.0}
 SKIP_SECTIONS = ("output",)
 # the node is live: core defaults that differ from config/occface.yaml's (a config file or -p overrides them)
 LIVE_CORE_DEFAULTS = {"occlusion": {"background": True}}
