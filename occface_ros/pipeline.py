@@ -61,12 +61,12 @@ class FacePipeline:
             fallback = SsdDetector(load("face_detector_full"), det["fallback_min_score"], det["nms_iou"])
         landmarker = build_landmarker(lm, backend, self.device, det["max_faces"], cfg["runtime"]["precision"])
         primary = SsdDetector(load(f"face_detector_{det['model']}"), det["min_score"], det["nms_iou"])
-        low = [SsdDetector(d.detector, det["low_min_score"], det["nms_iou"]) for d in (primary, fallback) if d is not None]
+        low = ([SsdDetector(d.detector, det["low_min_score"], det["nms_iou"]) for d in (primary, fallback) if d is not None]
+               if det["low_min_score"] is not None else None)
         return FaceTracker(primary, landmarker, fallback_detector=fallback,
                            max_faces=det["max_faces"], redetect_every=det["redetect_every"],
                            presence_threshold=lm["presence_threshold"], merge_iou=lm["track_iou_merge"],
-                           refine_passes=lm["refine_passes"], timer=self.timer,
-                           low_score_detectors=low if det["low_min_score"] is not None else None)
+                           refine_passes=lm["refine_passes"], timer=self.timer, low_score_detectors=low)
 
     def _new_track(self) -> TrackState:
         return TrackState(self.fitting.new_identity(), TrackSmoother(self._smoothing_config()))

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..app.samples import SCENE_FILES
 from .occluders import OCCLUDER_KINDS
 
 
@@ -39,8 +40,7 @@ FULL = EvalSettings(
     jitter_photos=("astronaut", "lenna"),
     jitter_frames=90, jitter_warmup=30, jitter_noise_sigma=2.0,
     synthetic_frames=60, synthetic_size=(640, 480), synthetic_period=60, yaw_sweep_frames=60,
-    scenes=("coffee", "chelsea", "rocket", "motorcycle_left", "coins", "horse", "hubble_deep_field", "logo",
-            "grass", "brick", "moon", "page", "gravel", "color", "retina", "ihc"),
+    scenes=tuple(SCENE_FILES),
 )
 QUICK = EvalSettings(
     photos=("lenna", "astronaut"),

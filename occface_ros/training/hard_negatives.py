@@ -3,9 +3,9 @@ away from every face.
 
 The engine's plain negatives (photo regions, procedural textures) are easy; the crops a tracker
 really has to reject are the detectors' own false alarms, at the low scores that occluded faces
-also get. Each `train` photo whose every face the teacher found (`SampleEngine.complete_photos`'
-rule) is searched by the short- and full-range detectors at `min_score`, on the whole photo and on
-four overlapping windows of `window_fraction` of its size (the detectors letterbox, so a window is
+also get. Each `train` photo whose every face the teacher found (`samples.complete_photos`) is
+searched by the short- and full-range detectors at `min_score`, on the whole photo and on four
+overlapping windows of `window_fraction` of its size (the detectors letterbox, so a window is
 another scale). A detection is a negative when it lies clear of every teacher face (its box
 overlaps no face box by more than `max_overlap` of its own area) and converted FaceMesh, on the
 tracker's crop of it, does not call it a face (presence < `facemesh_max_presence`: a face the
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .samples import TeacherFace
+from .samples import TeacherFace, complete_photos
 
 
 @dataclass
@@ -90,14 +90,10 @@ def detector_negatives(faces: list[TeacherFace], scenes: list[tuple[str, np.ndar
     detectors = [SsdDetector(nets.load_detector(name, backend="eager"), min_score, 0.3)
                  for name in ("face_detector_short", "face_detector_full")]
     facemesh = FaceLandmarker(nets.load_network("face_landmarks", backend="eager"))
-    by_photo: dict[str, list[TeacherFace]] = {}
-    for f in faces:
-        by_photo.setdefault(f.photo_id, []).append(f)
     out: list[NegativeRoi] = []
-    for photo_faces in tqdm(list(by_photo.values()), desc="hard negatives (detector false alarms)", unit="photo",
+    # only photos whose every face the teacher found: a face it missed could be called a negative
+    for photo_faces in tqdm(complete_photos(faces), desc="hard negatives (detector false alarms)", unit="photo",
                             disable=not progress):
-        if len(photo_faces) < photo_faces[0].faces_in_photo:
-            continue  # a face the teacher missed could be called a negative
         image = photo_faces[0].image_bgr
         boxes, rois, scores = _detections(image, detectors, window_fraction, facemesh.roi_scale)
         if not len(boxes):

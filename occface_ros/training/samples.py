@@ -124,6 +124,15 @@ def _visible_parsing(parsing: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     return out
 
 
+def complete_photos(faces: list[TeacherFace]) -> list[list[TeacherFace]]:
+    """The faces grouped by photo, for the photos whose every face the teacher found (in first-seen
+    order): anything else in them is not a face."""
+    by_photo: dict[str, list[TeacherFace]] = {}
+    for f in faces:
+        by_photo.setdefault(f.photo_id, []).append(f)
+    return [fs for fs in by_photo.values() if len(fs) >= fs[0].faces_in_photo]
+
+
 def iod_px(landmarks68: np.ndarray) -> float:
     return float(np.linalg.norm(landmarks68[IBUG_LEFT_EYE_OUTER] - landmarks68[IBUG_RIGHT_EYE_OUTER]))
 
@@ -141,11 +150,7 @@ class SampleEngine:
         self.hard_negatives = hard_negatives or []  # training/hard_negatives.NegativeRoi
         # where a face's 68 points sit in its own (unjittered) crop, on average: occluders of the
         # negatives are placed as if a face were there
-        by_photo: dict[str, list[TeacherFace]] = {}
-        for f in faces:
-            by_photo.setdefault(f.photo_id, []).append(f)
-        # photos whose every face the teacher found (negatives are cut from these only)
-        self.complete_photos = [fs for fs in by_photo.values() if len(fs) >= fs[0].faces_in_photo]
+        self.complete_photos = complete_photos(faces)  # negatives are cut from these only
         self.mean_landmarks68 = np.mean([landmarks68_from_mp468(
             _to_crop(f.landmarks468, crop_affine(f.roi), f.roi[2], INPUT_SIZE)[:, :2]) for f in faces], 0)
 
