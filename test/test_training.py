@@ -579,3 +579,29 @@ def test_occnet_presence_rejects_what_the_detectors_fire_on_in_pictures_without_
         accepted[name] = sum(float(net(frame, roi[None]).presence[0]) >= 0.5 for frame, roi in crops)
     # measured: 7 of 23 crops pass the shipped presence, 16 the first run's
     assert accepted["shipped"] <= 0.4 * len(crops) and accepted["shipped"] <= 0.6 * accepted["v1"], (accepted, len(crops))
+
+
+def test_validation_camera_frames_hold_the_face_where_the_tool_says(teacher):
+    """tools/validate_found.py's webcam framing: a 640x480 frame with the face at 12-35 % of the
+    width, and its 68 points carried into the frame: the pipeline finds the face on them."""
+    import importlib.util
+
+    from occface_ros.config import load_config
+    from occface_ros.evaluation.results import match_face
+    from occface_ros.landmarks.correspondence import landmarks68_from_mp468
+    from occface_ros.paths import repo_root
+    from occface_ros.pipeline import FacePipeline
+
+    spec = importlib.util.spec_from_file_location("validate_found", repo_root() / "tools" / "validate_found.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    pipe = FacePipeline(load_config())
+    face = max(teacher, key=lambda f: f.roi[2])
+    truth = [landmarks68_from_mp468(face.landmarks468[:, :2])]
+    for seed in range(3):
+        frame, points = tool._camera_frame(face.image_bgr, face, truth, np.random.default_rng(seed))
+        assert frame.shape == (480, 640, 3) and len(points) == 1
+        width = np.ptp(points[0][:, 0]) / 640
+        assert 0.08 < width < 0.4, width
+        pipe.reset()
+        assert match_face(pipe.process(frame, 0.0).faces, points[0]) is not None, seed
