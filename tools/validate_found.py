@@ -43,7 +43,7 @@ def _camera_frame(image: np.ndarray, face, truth: list, rng: np.random.Generator
     scale = rng.uniform(0.12, 0.35) * width / face_px
     centre = np.array(face.roi[:2]) + rng.uniform(-0.25, 0.25, 2) * face_px
     affine = np.array([[scale, 0.0, width / 2 - scale * centre[0]], [0.0, scale, height / 2 - scale * centre[1]]])
-    frame = cv2.warpAffine(image, affine, size, flags=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR,
+    frame = cv2.warpAffine(image, affine, size, flags=cv2.INTER_LINEAR,
                            borderMode=cv2.BORDER_CONSTANT)
     points = [p @ affine[:, :2].T + affine[:, 2] for p in truth]
     inside = [p for p in points if (p >= 0).all() and (p[:, 0] < width).all() and (p[:, 1] < height).all()]
