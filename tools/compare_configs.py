@@ -25,18 +25,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 def photo_errors(pipe, photos, settings) -> tuple[np.ndarray, np.ndarray]:
     """(NME per occluded photo x occluder, NaN where missed; NME per clean photo)."""
     from occface_ros.evaluation import metrics as M
-    from occface_ros.evaluation.occluders import apply_occluder, occluder_seed
+    from occface_ros.evaluation.photo_eval import occluded_photos
     from occface_ros.evaluation.results import match_face
+
+    def error(image: np.ndarray, truth68: np.ndarray) -> float:
+        pipe.reset()
+        face = match_face(pipe.process(image, 0.0).faces, truth68)
+        return np.nan if face is None else float(M.nme(face.landmarks68, truth68))
 
     occluded, clean = [], []
     for photo in photos:
-        for kind in ("clean",) + tuple(settings.occluders):
-            image = photo.image_bgr if kind == "clean" else apply_occluder(
-                kind, photo.image_bgr, [photo.landmarks68], occluder_seed(photo.name, kind, settings.seed)).image_bgr
-            pipe.reset()
-            face = match_face(pipe.process(image, 0.0).faces, photo.landmarks68)
-            (clean if kind == "clean" else occluded).append(
-                np.nan if face is None else float(M.nme(face.landmarks68, photo.landmarks68)))
+        clean.append(error(photo.image_bgr, photo.landmarks68))
+        occluded += [error(o.image_bgr, photo.landmarks68) for o in occluded_photos(photo, [photo.landmarks68], settings)]
     return np.array(occluded), np.array(clean)
 
 

@@ -19,7 +19,7 @@ from occface_ros.config import load_config
 from occface_ros.core.roi import FrameImage, box_iou, roi_from_points
 from occface_ros.detection.ssd import SsdDetector
 from occface_ros.evaluation import metrics as M
-from occface_ros.evaluation.occluders import apply_occluder, occluder_seed
+from occface_ros.evaluation.photo_eval import occluded_photos
 from occface_ros.evaluation.photos import load_photos
 from occface_ros.evaluation.results import match_face
 from occface_ros.evaluation.settings import FULL
@@ -63,9 +63,8 @@ def main() -> None:
             continue
         face_box = torch.tensor(np.r_[gt.min(0), gt.max(0)], dtype=torch.float32)
         gt_roi = roi_from_points(torch.tensor(gt, dtype=torch.float32)[None], 36, 45, tracker.landmarker.roi_scale)
-        for kind in ("clean",) + tuple(FULL.occluders):
-            image = photo.image_bgr if kind == "clean" else apply_occluder(
-                kind, photo.image_bgr, [gt], occluder_seed(photo.name, kind, FULL.seed)).image_bgr
+        versions = [photo.image_bgr] + [o.image_bgr for o in occluded_photos(photo, [gt], FULL)]
+        for kind, image in zip(("clean",) + tuple(FULL.occluders), versions):
             frame = FrameImage(image)
             cells = []
             for name, detector in detectors:

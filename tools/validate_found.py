@@ -57,17 +57,15 @@ def validation_images(framing: str = "photo", draws: int = 4, fraction: float = 
     from occface_ros.training.common import split_faces
     from occface_ros.training.occluders import occlude
     from occface_ros.training.photo_pool import scenes_without_faces
-    from occface_ros.training.samples import complete_photos, validation_identity
+    from occface_ros.training.samples import complete_photos, faces_by_photo, validation_identity
 
     _, faces = _teacher(progress=False)
     _, val_faces = split_faces(faces, fraction, seed)
-    by_photo: dict[str, list] = {}
-    for face in val_faces:
-        by_photo.setdefault(face.photo_id, []).append(face)
+    photos = faces_by_photo(val_faces)
     complete = {group[0].photo_id for group in complete_photos(val_faces)}
     scenes = [(i, s) for i, s in scenes_without_faces() if validation_identity(i, fraction, seed)]
     images = []
-    for photo_faces in by_photo.values():
+    for photo_faces in photos:
         truth = [landmarks68_from_mp468(f.landmarks468[:, :2]) for f in photo_faces]
         known = photo_faces[0].photo_id in complete
         for draw in range(draws + 1):  # draw 0: clean
@@ -79,7 +77,7 @@ def validation_images(framing: str = "photo", draws: int = 4, fraction: float = 
                 for landmarks68 in points:
                     image = occlude(image, landmarks68, rng).image_bgr
             images.append((image, points, draw > 0, known))
-    summary = (f"{len(by_photo)} validation photos ({len(val_faces)} faces; {len(complete)} with every face found) "
+    summary = (f"{len(photos)} validation photos ({len(val_faces)} faces; {len(complete)} with every face found) "
                f"x {draws} occluder draws, framing {framing}, {len(scenes)} validation scenes without a face")
     return images, scenes, summary
 

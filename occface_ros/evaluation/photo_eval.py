@@ -18,6 +18,13 @@ from .settings import EvalSettings
 from .summary import deocclusion_means, mean_defined
 
 
+def occluded_photos(photo, subjects: list[np.ndarray], settings: EvalSettings) -> list:
+    """The photo under each of the eval's occluders (`settings.occluders`, in order), over the faces
+    `subjects` (68 points each), seeded by photo and occluder as every eval run is."""
+    return [apply_occluder(kind, photo.image_bgr, subjects, occluder_seed(photo.name, kind, settings.seed))
+            for kind in settings.occluders]
+
+
 def score_deocclusion(result, reference_bgr: np.ndarray, occluded_bgr: np.ndarray, hidden: np.ndarray,
                       predicted: np.ndarray | None, occluder_mask: np.ndarray) -> dict | None:
     """PSNR/SSIM on the `hidden` face pixels against the clean `reference_bgr`: ours
@@ -105,8 +112,7 @@ def evaluate_photos(pipeline, reference: Reference, settings: EvalSettings, prog
         for lm in subjects:
             region |= M.face_region_mask(lm, h, w)
 
-        occluded = [apply_occluder(kind, photo.image_bgr, subjects, occluder_seed(photo.name, kind, settings.seed))
-                    for kind in settings.occluders]
+        occluded = occluded_photos(photo, subjects, settings)
         ref68 = None
         if photo.landmarks68 is not None:  # MediaPipe has no pose and no mask: only NME needs it
             ref68 = reference.landmarks68([photo.image_bgr] + [o.image_bgr for o in occluded])

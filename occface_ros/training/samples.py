@@ -124,13 +124,18 @@ def _visible_parsing(parsing: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     return out
 
 
-def complete_photos(faces: list[TeacherFace]) -> list[list[TeacherFace]]:
-    """The faces grouped by photo, for the photos whose every face the teacher found (in first-seen
-    order): anything else in them is not a face."""
+def faces_by_photo(faces: list[TeacherFace]) -> list[list[TeacherFace]]:
+    """The faces grouped by photo, in first-seen order."""
     by_photo: dict[str, list[TeacherFace]] = {}
     for f in faces:
         by_photo.setdefault(f.photo_id, []).append(f)
-    return [fs for fs in by_photo.values() if len(fs) >= fs[0].faces_in_photo]
+    return list(by_photo.values())
+
+
+def complete_photos(faces: list[TeacherFace]) -> list[list[TeacherFace]]:
+    """`faces_by_photo` for the photos whose every face the teacher found: anything else in them is
+    not a face."""
+    return [fs for fs in faces_by_photo(faces) if len(fs) >= fs[0].faces_in_photo]
 
 
 def iod_px(landmarks68: np.ndarray) -> float:
