@@ -146,6 +146,15 @@ def test_manifest_is_well_formed():
         assert requirement.endswith("==" + MANIFEST["sources"][key]["version"])
 
 
+def test_scenes_grow_at_the_end_so_older_runs_see_the_same_pictures():
+    """Training configs take the first `scene_count` scenes (training/common.py): the shipped presence
+    run's 30 are OpenCV's samples/data pictures, and they stay first."""
+    first = SCENES[:30]
+    assert all(e["source"] == "opencv" and e["member"].startswith("opencv-4.6.0/samples/data/") for e in first)
+    assert first[0]["id"] == "opencv/aero1" and first[-1]["id"] == "opencv/Blender_Suzanne1"
+    assert len(SCENES) > 30
+
+
 def test_manifest_digest_is_the_sha256_of_canonical_json():
     canonical = json.dumps(json.loads(pp.MANIFEST_PATH.read_text()), sort_keys=True, separators=(",", ":"),
                            ensure_ascii=False).encode()

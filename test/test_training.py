@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -490,6 +491,44 @@ def test_hard_negatives_are_detector_false_alarms_clear_of_every_face(teacher):
     assert plain >= 3
 
 
+def test_scene_negatives_are_crops_of_the_scenes_and_leave_older_configs_unchanged(teacher):
+    """`scene_fraction`: plain negatives cut from scenes without a face (turned, 10-70 % of the short
+    side, inside the picture); with it at 0 an engine given scenes draws what it drew without them,
+    so the configs of shipped runs make the same samples."""
+    import cv2
+
+    from occface_ros.training.photo_pool import scenes_without_faces
+    from occface_ros.training.samples import SampleConfig, SampleEngine
+
+    fruits = [s for s in scenes_without_faces() if s[0] == "opencv/fruits"]
+    plain = dict(negative_fraction=1.0, clean_fraction=1.0, grey_fraction=0.0, blur_fraction=0.0,
+                 noise_std_max=0.0, jpeg_fraction=0.0, angle_std_deg=0.0)
+    before = SampleEngine(teacher, SampleConfig(seed=4, **plain))
+    unchanged = SampleEngine(teacher, SampleConfig(seed=4, **plain), scenes=fruits)
+    for i in range(6):
+        assert np.array_equal(before.sample(i).image, unchanged.sample(i).image)
+
+    engine = SampleEngine(teacher, SampleConfig(seed=4, scene_fraction=1.0, **plain), scenes=fruits)
+    image = fruits[0][1]
+    cut = 0
+    for i in range(16):
+        s = engine.sample(i)
+        assert s.presence == 0.0 and s.source == "negative" and s.image.shape == (192, 192, 3)
+        if s.kinds:
+            continue
+        # an upright crop of the scene at some scale: its middle is found in the scene at that scale
+        found = 0.0
+        for side in np.geomspace(0.1, 0.7, 48) * min(image.shape[:2]):
+            small = cv2.resize(image, None, fx=192 / side, fy=192 / side, interpolation=cv2.INTER_AREA)
+            if min(small.shape[:2]) <= 96:
+                continue
+            score = cv2.matchTemplate(small, s.image[48:144, 48:144], cv2.TM_CCOEFF_NORMED).max()
+            found = max(found, float(score))
+        assert found > 0.9
+        cut += 1
+    assert cut >= 4
+
+
 def test_presence_only_training_keeps_landmarks_bit_exact_and_learns_to_reject(teacher, tmp_path):
     """`trainable: presence`: only FaceMesh's face-flag branch changes; the landmarks and visibility
     of the trained network equal the initial network's, and the presence loss falls on a fixed batch."""
@@ -594,6 +633,7 @@ def test_validation_camera_frames_hold_the_face_where_the_tool_says(teacher):
 
     spec = importlib.util.spec_from_file_location("validate_found", repo_root() / "tools" / "validate_found.py")
     tool = importlib.util.module_from_spec(spec)
+    sys.modules["validate_found"] = tool  # its dataclass looks its module up there
     spec.loader.exec_module(tool)
     pipe = FacePipeline(load_config())
     face = max(teacher, key=lambda f: f.roi[2])
@@ -605,3 +645,14 @@ def test_validation_camera_frames_hold_the_face_where_the_tool_says(teacher):
         assert 0.08 < width < 0.4, width
         pipe.reset()
         assert match_face(pipe.process(frame, 0.0).faces, points[0]) is not None, seed
+
+    # its mask figure: the occluder's exact coverage against the pipeline's mask in the face region
+    from occface_ros.training.occluders import occlude
+
+    frame, points = tool._camera_frame(face.image_bgr, face, truth, np.random.default_rng(0))
+    drawn = occlude(frame, points[0], np.random.default_rng(1), kinds=["mask:surgical"])
+    images = [tool.ValidationImage(frame, points, False, True, np.zeros(frame.shape[:2], bool), []),
+              tool.ValidationImage(drawn.image_bgr, points, True, True, drawn.alpha >= 0.5, list(drawn.kinds))]
+    line, nme, f1 = tool.count_found(pipe, images, [])
+    assert "occluded missed 0/1, clean missed 0/1" in line and np.isfinite(nme).all()
+    assert set(f1) == {"all", "mask"} and f1["all"] == f1["mask"] > 0.6, line

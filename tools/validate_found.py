@@ -1,5 +1,5 @@
-"""Faces found and false faces on held-out *training* data: the place to choose detection and presence
-settings (the eval's photos and no-face pictures only measure).
+"""Faces found, false faces and occlusion masks on held-out *training* data: the place to choose
+detection, presence and occlusion settings (the eval's photos and no-face pictures only measure).
 
     .venv/bin/python tools/validate_found.py [--config FILE ...] [--draws 4] [--framing photo|camera]
 
@@ -16,15 +16,18 @@ For each config (default: config/occface.yaml), a fresh pipeline on:
 photo (small faces in group photos: the full-range model's case).
 Group photos hold more faces than a config tracks at once: `detection.max_faces` is raised to 16
 here, so a face is missed for what the detectors and the presence do, not for the cap.
-Prints one line per config: occluded faces missed, clean faces missed, false faces in the photos
-and in the scenes, the median NME of the occluded faces found against the teacher's landmarks of the
-clean photo (the landmarks of the unoccluded face); with several configs, the NME on the occluded
-faces every one of them finds.
+Prints per config: occluded faces missed, clean faces missed, false faces in the photos and in the
+scenes, the median NME of the occluded faces found against the teacher's landmarks of the clean
+photo (the landmarks of the unoccluded face); with an occlusion stage, the mask F1 in the faces'
+region against the occluders' exact coverage (alpha >= 0.5), overall and per occluder kind (an image
+counts for every kind drawn on it), and the share of the clean faces' region flagged occluded; with
+several configs, the NME on the occluded faces every one of them finds.
 """
 from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -50,8 +53,18 @@ def _camera_frame(image: np.ndarray, face, truth: list, rng: np.random.Generator
     return frame, inside
 
 
+@dataclass
+class ValidationImage:
+    image_bgr: np.ndarray
+    truth68: list  # the teacher's 68 points (clean photo) of each face in the image
+    occluded: bool
+    every_face_known: bool  # the teacher found every face of the photo: other faces are false
+    occluder_mask: np.ndarray  # (H, W) bool, training occluder alpha >= 0.5 (the landmarks' visibility rule)
+    kinds: list  # occluder kinds drawn
+
+
 def validation_images(framing: str = "photo", draws: int = 4, fraction: float = 0.15, seed: int = 0):
-    """(images [(BGR, teacher 68-point sets, occluded, every face known)], scenes [(id, BGR)], summary)."""
+    """([ValidationImage], scenes [(id, BGR)], summary)."""
     from occface_ros.landmarks.correspondence import landmarks68_from_mp468
     from occface_ros.training.cli import _teacher
     from occface_ros.training.common import split_faces
@@ -73,29 +86,46 @@ def validation_images(framing: str = "photo", draws: int = 4, fraction: float = 
             image, points = photo_faces[0].image_bgr, truth
             if framing == "camera":
                 image, points = _camera_frame(image, photo_faces[int(rng.integers(len(photo_faces)))], truth, rng)
+            alpha, kinds = np.zeros(image.shape[:2], np.float32), []
             if draw:
                 for landmarks68 in points:
-                    image = occlude(image, landmarks68, rng).image_bgr
-            images.append((image, points, draw > 0, known))
+                    drawn = occlude(image, landmarks68, rng)
+                    image, alpha = drawn.image_bgr, np.maximum(alpha, drawn.alpha)
+                    kinds += [k for k in drawn.kinds if k not in kinds]
+            images.append(ValidationImage(image, points, draw > 0, known, alpha >= 0.5, kinds))
     summary = (f"{len(photos)} validation photos ({len(val_faces)} faces; {len(complete)} with every face found) "
                f"x {draws} occluder draws, framing {framing}, {len(scenes)} validation scenes without a face")
     return images, scenes, summary
 
 
-def count_found(pipe, images, scenes) -> tuple[str, np.ndarray]:
+def count_found(pipe, images, scenes) -> tuple[str, np.ndarray, dict]:
     """(one line: occluded and clean faces missed, false faces in the photos and the scenes, the
-    occluded faces' median NME against the teacher's clean landmarks; that NME per occluded face,
-    NaN where missed)."""
+    occluded faces' median NME against the teacher's clean landmarks, and with an occlusion stage
+    the mask F1 in the faces' region (`occface eval`'s rule: a missed face flags nothing) overall and
+    per occluder kind, and the share of clean faces flagged; that NME per occluded face, NaN where
+    missed; the mean mask F1 by kind, "all" for every occluded image, empty without an occlusion stage)."""
     from occface_ros.evaluation import metrics as M
-    from occface_ros.evaluation.results import match_face
+    from occface_ros.evaluation.results import match_face, predicted_mask
 
     missed = {True: 0, False: 0}
     total = {True: 0, False: 0}
     false_photos = false_scenes = 0
-    occluded_nme = []
-    for image, truth, occluded, known in images:
+    occluded_nme, mask_f1, clean_flagged = [], {}, []
+    mask_expected = bool(pipe.config.get("occlusion", {}).get("enabled", False))
+    for item in images:
+        image, truth, occluded, known = item.image_bgr, item.truth68, item.occluded, item.every_face_known
         pipe.reset()
-        found = list(pipe.process(image, 0.0).faces)
+        result = pipe.process(image, 0.0)
+        found = list(result.faces)
+        pred = predicted_mask(result, mask_expected)
+        if pred is not None and truth:
+            region = np.logical_or.reduce([M.face_region_mask(lm, *image.shape[:2]) for lm in truth])
+            if occluded:
+                f1 = M.mask_scores(pred, item.occluder_mask & region, region).f1
+                for kind in ["all"] + item.kinds:
+                    mask_f1.setdefault(kind, []).append(f1)
+            else:
+                clean_flagged.append(float((pred & region).sum() / max(region.sum(), 1)))
         for landmarks68 in truth:
             total[occluded] += 1
             face = match_face(found, landmarks68)
@@ -110,9 +140,14 @@ def count_found(pipe, images, scenes) -> tuple[str, np.ndarray]:
         pipe.reset()
         false_scenes += len(pipe.process(scene, 0.0).faces)
     occluded_nme = np.array(occluded_nme)
-    return (f"occluded missed {missed[True]}/{total[True]}, clean missed {missed[False]}/{total[False]}, "
+    line = (f"occluded missed {missed[True]}/{total[True]}, clean missed {missed[False]}/{total[False]}, "
             f"false faces: photos {false_photos}, scenes {false_scenes}, occluded NME (found) "
-            f"{np.nanmedian(occluded_nme):.3f}"), occluded_nme
+            f"{np.nanmedian(occluded_nme):.3f}")
+    mean_f1 = {k: float(np.mean(v)) for k, v in mask_f1.items()}
+    if mask_f1:
+        line += (f"\n  mask F1 {mean_f1['all']:.3f}, clean face flagged {np.mean(clean_flagged):.3f}; by kind: "
+                 + ", ".join(f"{k} {mean_f1[k]:.2f} ({len(v)})" for k, v in sorted(mask_f1.items()) if k != "all"))
+    return line, occluded_nme, mean_f1
 
 
 def main() -> int:
@@ -132,7 +167,7 @@ def main() -> int:
     errors = {}
     for config in args.config:
         pipe = FacePipeline(load_config(config, overrides={"detection": {"max_faces": 16}}))
-        line, errors[config or "config/occface.yaml"] = count_found(pipe, images, scenes)
+        line, errors[config or "config/occface.yaml"], _ = count_found(pipe, images, scenes)
         print(f"{config or 'config/occface.yaml'}: {line}", flush=True)
         pipe.close()
     if len(errors) > 1:  # the same faces for every config: NME compares like with like

@@ -73,23 +73,29 @@ class Engines:
         sample_cfg = SampleConfig.from_dict({**cfg.samples, **sample_overrides, "seed": cfg.seed})
         self.heads = (head_renderer(self.train_faces, cfg.render_textures, progress)
                       if sample_cfg.render_fraction > 0 else None)
-        self.hard_negatives = []
-        if sample_cfg.hard_negative_fraction > 0:
-            from .hard_negatives import detector_negatives
+        self.hard_negatives, scenes = [], []
+        if sample_cfg.hard_negative_fraction > 0 or sample_cfg.scene_fraction > 0:
             from .photo_pool import scenes_without_faces
 
-            self.hard_negatives = detector_negatives(faces, scenes_without_faces(), cfg.hard_negative_min_score,
-                                                     progress=progress)
+            scenes = scenes_without_faces()[:cfg.scene_count]
+        if sample_cfg.hard_negative_fraction > 0:
+            from .hard_negatives import detector_negatives
+
+            self.hard_negatives = detector_negatives(faces, scenes, cfg.hard_negative_min_score, progress=progress)
         val_negative = [validation_identity(n.identity, cfg.val_identity_fraction, cfg.seed) for n in self.hard_negatives]
+        val_scene = [validation_identity(i, cfg.val_identity_fraction, cfg.seed) for i, _ in scenes]
         self.train = SampleEngine(self.train_faces, sample_cfg, self.heads,
-                                  [n for n, v in zip(self.hard_negatives, val_negative) if not v])
+                                  [n for n, v in zip(self.hard_negatives, val_negative) if not v],
+                                  [s for s, v in zip(scenes, val_scene) if not v])
         self.val = SampleEngine(self.val_faces, SampleConfig.from_dict(
             {**cfg.samples, **sample_overrides, "seed": cfg.seed + 1_000_003, "render_fraction": 0.0}),
-            hard_negatives=[n for n, v in zip(self.hard_negatives, val_negative) if v])
+            hard_negatives=[n for n, v in zip(self.hard_negatives, val_negative) if v],
+            scenes=[s for s, v in zip(scenes, val_scene) if v])
 
     def provenance(self) -> dict:
         return {"head_textures": len(self.heads.textures) if self.heads is not None else 0,
                 "hard_negatives": {"train": len(self.train.hard_negatives), "val": len(self.val.hard_negatives)},
+                "scenes": {"train": len(self.train.scenes), "val": len(self.val.scenes)},
                 "train_faces": len(self.train_faces), "val_faces": len(self.val_faces), "device": str(self.device),
                 "torch": torch.__version__}
 
@@ -161,6 +167,9 @@ class TrainConfig:
     seed: int = 0
     render_textures: int = 0  # textures (photos) of the head renderer; 0: no rendered heads
     hard_negative_min_score: float = 0.1  # detector score of the mined false alarms (samples.hard_negative_fraction > 0)
+    # the first N of the pool's scenes without a face give negatives (null: all); the manifest's list
+    # only grows at its end, and the shipped presence run saw the first 30
+    scene_count: int | None = 30
     samples: dict = field(default_factory=dict)  # training/samples.py SampleConfig overrides
 
     @classmethod

@@ -68,6 +68,7 @@ class SampleConfig:
     visibility_threshold: float = 0.5  # a landmark under occluder alpha >= this is hidden
     render_fraction: float = 0.0  # face samples from rendered heads (needs a HeadRenderer)
     hard_negative_fraction: float = 0.0  # negatives cut at a detector's false alarm (training/hard_negatives.py)
+    scene_fraction: float = 0.0  # of the other negatives: a random crop of a scene without a face
     parsing_labels: bool = False  # also label each pixel (core/labels.py) for the parser
 
     @classmethod
@@ -146,13 +147,14 @@ class SampleEngine:
     """Training samples from teacher faces (see the module docstring)."""
 
     def __init__(self, faces: list[TeacherFace], config: SampleConfig | None = None, heads=None,
-                 hard_negatives: list | None = None):
+                 hard_negatives: list | None = None, scenes: list | None = None):
         if not faces:
             raise ValueError("the sample engine needs at least one teacher face")
         self.faces = faces
         self.config = config or SampleConfig()
         self.heads = heads  # training/heads.HeadRenderer, or None: no rendered samples
         self.hard_negatives = hard_negatives or []  # training/hard_negatives.NegativeRoi
+        self.scenes = scenes or []  # (id, BGR image) without a face: photo_pool.scenes_without_faces
         # where a face's 68 points sit in its own (unjittered) crop, on average: occluders of the
         # negatives are placed as if a face were there
         self.complete_photos = complete_photos(faces)  # negatives are cut from these only
@@ -226,14 +228,16 @@ class SampleEngine:
         return inside & (alpha[xy[:, 1], xy[:, 0]] < self.config.visibility_threshold)
 
     def _negative(self, rng: np.random.Generator) -> Sample:
-        """A crop with no face (presence 0; occluders on it half the time): a region of a photo
-        whose faces the teacher all found, inside the image and clear of every face; else a
-        procedural texture."""
+        """A crop with no face (presence 0; occluders on it half the time): a detector's false alarm,
+        a random crop of a scene without a face, or a region of a photo whose faces the teacher all
+        found, inside the image and clear of every face; else a procedural texture."""
         size = INPUT_SIZE
         if self.hard_negatives and rng.random() < self.config.hard_negative_fraction:
             negative = self.hard_negatives[int(rng.integers(len(self.hard_negatives)))]
             crop = cv2.warpAffine(negative.image_bgr, crop_affine(self._jittered_roi(negative.roi, rng), size),
                                   (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101)
+        elif self.scenes and self.config.scene_fraction > 0 and rng.random() < self.config.scene_fraction:
+            crop = self._scene_crop(rng, size)
         else:
             crop = self._background(rng, size)
         crop = self._photometric(crop, rng)
@@ -251,6 +255,18 @@ class SampleEngine:
         parsing = _visible_parsing(np.zeros((size, size), np.uint8), alpha) if self.config.parsing_labels else None
         return Sample(crop, crop.copy(), zeros, np.zeros(468, bool), alpha, 0.0, kinds, source="negative",
                       parsing=parsing, parsing_complete=np.zeros((size, size), np.uint8) if parsing is not None else None)
+
+    def _scene_crop(self, rng: np.random.Generator, size: int) -> np.ndarray:
+        """A (size, size) crop of a scene without a face: 10-70 % of its short side, turned as the
+        face crops are (`angle_std_deg`), inside the image."""
+        image = self.scenes[int(rng.integers(len(self.scenes)))][1]
+        h, w = image.shape[:2]
+        side = float(rng.uniform(0.1, 0.7) * min(h, w))
+        half = side / math.sqrt(2.0)  # a turned square stays inside the image
+        roi = np.array([rng.uniform(half, w - half), rng.uniform(half, h - half), side,
+                        math.radians(rng.normal(0.0, self.config.angle_std_deg))])
+        return cv2.warpAffine(image, crop_affine(roi, size), (size, size), flags=cv2.INTER_AREA,
+                              borderMode=cv2.BORDER_REFLECT101)
 
     def _background(self, rng: np.random.Generator, size: int) -> np.ndarray:
         """A (size, size) crop without a face: a region of a photo whose faces the teacher all found,
