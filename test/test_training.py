@@ -199,9 +199,9 @@ def test_facemesh_with_occnet_keeps_facemesh_on_a_clean_face_and_occnet_under_an
     assert nme["facemesh+occnet"] < nme["facemesh"], nme
 
 
-@pytest.mark.xfail(strict=True, reason="regression of the presence run (occnet_landmarks.pt 2026-12-04): occnet's "
-                   "presence now rejects einstein under these masks and bars (the first run's weights found them; "
-                   "docs/training.md); strict: passes again once a run keeps them")
+@pytest.mark.xfail(strict=True, reason="regression of the presence runs (landmarks_presence.yaml and "
+                   "landmarks_presence_scenes.yaml): occnet's presence rejects einstein under these masks and bars "
+                   "(the first run's weights found them; docs/training.md); strict: passes again once a run keeps them")
 def test_facemesh_with_occnet_finds_faces_facemesh_gives_up_on(annotated_photos):
     """Where FaceMesh's presence collapses under an occluder (einstein under face masks and bars),
     the occnet fallback keeps the face, near the annotation (eval photo: a measurement)."""
