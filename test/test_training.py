@@ -500,7 +500,7 @@ def test_scene_negatives_are_crops_of_the_scenes_and_leave_older_configs_unchang
     from occface_ros.training.photo_pool import scenes_without_faces
     from occface_ros.training.samples import SampleConfig, SampleEngine
 
-    fruits = [s for s in scenes_without_faces() if s[0] == "opencv/fruits"]
+    fruits = [s for s in scenes_without_faces(count=30) if s[0] == "opencv/fruits"]
     plain = dict(negative_fraction=1.0, clean_fraction=1.0, grey_fraction=0.0, blur_fraction=0.0,
                  noise_std_max=0.0, jpeg_fraction=0.0, angle_std_deg=0.0)
     before = SampleEngine(teacher, SampleConfig(seed=4, **plain))

@@ -77,7 +77,7 @@ class Engines:
         if sample_cfg.hard_negative_fraction > 0 or sample_cfg.scene_fraction > 0:
             from .photo_pool import scenes_without_faces
 
-            scenes = scenes_without_faces()[:cfg.scene_count]
+            scenes = scenes_without_faces(count=cfg.scene_count)
         if sample_cfg.hard_negative_fraction > 0:
             from .hard_negatives import detector_negatives
 

@@ -302,14 +302,16 @@ class TrainingPhotos:
             yield self.load(photo_id)
 
 
-def scenes_without_faces(root: Path | None = None, manifest: dict | None = None) -> list[tuple[str, np.ndarray]]:
-    """(id, BGR image) of the manifest's `scenes_without_faces`: pictures from the same packages with
-    no human face in them (the presence score's negatives, training/hard_negatives.py)."""
+def scenes_without_faces(root: Path | None = None, manifest: dict | None = None,
+                         count: int | None = None) -> list[tuple[str, np.ndarray]]:
+    """(id, BGR image) of the manifest's `scenes_without_faces` (all, or the first `count`): pictures
+    from registry packages with no human face in them (the presence score's negatives,
+    training/hard_negatives.py)."""
     import cv2
 
     root = Path(root) if root is not None else pool_dir()
     out = []
-    for entry in (manifest or load_manifest()).get("scenes_without_faces", []):
+    for entry in (manifest or load_manifest()).get("scenes_without_faces", [])[:count]:
         path = root / entry["source"] / entry["member"]
         if not path.is_file():
             raise PoolNotFetchedError(f"{path} is missing. Fix: occface data fetch --pool")
