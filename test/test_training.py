@@ -510,6 +510,10 @@ def test_scene_negatives_are_crops_of_the_scenes_and_leave_older_configs_unchang
 
     engine = SampleEngine(teacher, SampleConfig(seed=4, scene_fraction=1.0, **plain), scenes=fruits)
     image = fruits[0][1]
+    # the scene at every crop scale the engine draws (a crop of side `side` becomes 192 px)
+    pyramid = [cv2.resize(image, None, fx=192 / side, fy=192 / side, interpolation=cv2.INTER_AREA)
+               for side in np.geomspace(0.1, 0.7, 48) * min(image.shape[:2])]
+    pyramid = [small for small in pyramid if min(small.shape[:2]) > 96]
     cut = 0
     for i in range(16):
         s = engine.sample(i)
@@ -517,13 +521,8 @@ def test_scene_negatives_are_crops_of_the_scenes_and_leave_older_configs_unchang
         if s.kinds:
             continue
         # an upright crop of the scene at some scale: its middle is found in the scene at that scale
-        found = 0.0
-        for side in np.geomspace(0.1, 0.7, 48) * min(image.shape[:2]):
-            small = cv2.resize(image, None, fx=192 / side, fy=192 / side, interpolation=cv2.INTER_AREA)
-            if min(small.shape[:2]) <= 96:
-                continue
-            score = cv2.matchTemplate(small, s.image[48:144, 48:144], cv2.TM_CCOEFF_NORMED).max()
-            found = max(found, float(score))
+        found = max(float(cv2.matchTemplate(small, s.image[48:144, 48:144], cv2.TM_CCOEFF_NORMED).max())
+                    for small in pyramid)
         assert found > 0.9
         cut += 1
     assert cut >= 4
