@@ -83,6 +83,7 @@ _CHOICES = {
     "model.name": ("ict", "bfm"),
     "output.mesh_units": ("m",),
     "occlusion.render_backend": ("auto", "torch", "nvdiffrast"),
+    "occlusion.background_maps": ("latest", "own_frame"),
 }
 _POSITIVE = ("detection.min_score", "detection.fallback_min_score", "landmarks.presence_threshold", "landmarks.roi_scale",
              "camera.hfov_deg", "smoothing.min_cutoff", "smoothing.d_cutoff", "detection.max_faces",

@@ -112,6 +112,18 @@ class FaceResult:
 
 
 @dataclass
+class FrameMaps:
+    """One frame's occlusion maps, handed over by the background reasoning as soon as they are
+    ready (`occlusion.background_maps: own_frame`, `FacePipeline.set_maps_listener`)."""
+
+    timestamp_s: float  # the frame's, as given to FacePipeline.process
+    occlusion_mask: np.ndarray  # (H, W) bool, True = occluded face pixel (all faces)
+    parsing: np.ndarray  # (H, W) uint8 M_gamma labels (core/labels.py)
+    deoccluded_bgr: np.ndarray | None  # (H, W, 3) uint8 when occlusion.deocclude is on
+    reasoning_ms: float
+
+
+@dataclass
 class FrameResult:
     """Everything the pipeline says about one frame."""
 

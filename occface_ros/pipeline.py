@@ -5,12 +5,14 @@ keeps the per-track state between frames.
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 import torch
 
 from . import nets
 from .config import load_config
-from .contracts import FaceResult, FrameResult, TrackedFaces, TrackState
+from .contracts import FaceResult, FrameMaps, FrameResult, TrackedFaces, TrackState
 from .core.camera import camera_intrinsics, project_points
 from .core.roi import FrameImage
 from .core.timing import StageTimer
@@ -104,6 +106,12 @@ class FacePipeline:
         self.tracks.reset()
         if self.occlusion is not None:
             self.occlusion.reset()
+
+    def set_maps_listener(self, listener: Callable[[FrameMaps], None] | None) -> bool:
+        """With `occlusion.background` and `background_maps: own_frame`: `listener(FrameMaps)` is called
+        in the reasoning thread with each reasoned frame's maps as soon as they are ready (FrameResult
+        then carries none); returns True. Otherwise False, and the maps come on FrameResult."""
+        return self.occlusion is not None and self.occlusion.set_maps_listener(listener)
 
     def close(self) -> None:
         """Stop the background reasoning thread (occlusion.background); process() must not run after."""

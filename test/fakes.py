@@ -99,6 +99,10 @@ class FakePipeline:
     def close(self) -> None:
         self.closed = True
 
+    def set_maps_listener(self, listener) -> bool:
+        """No occlusion reasoning: the maps (none) come on FrameResult."""
+        return False
+
     def intrinsics(self, width: int, height: int) -> np.ndarray:
         if self.camera_matrix is not None:
             return self.camera_matrix

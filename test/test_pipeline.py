@@ -144,6 +144,90 @@ def test_occlusion_reasoning_in_the_background_flags_the_occluder_a_few_frames_l
         pipe.close()
 
 
+def test_own_frame_maps_come_for_every_frame_with_its_timestamp_and_match_inline_reasoning():
+    """`background_maps: own_frame`: every frame fed at the worker's pace gets its own maps, handed to
+    the listener with that frame's timestamp; the FrameResult carries none. The maps of a frame are
+    the inline reasoning's for the same frame and fit (same reasoner: only the thread differs)."""
+    import threading
+
+    from occface_ros.pipeline import FacePipeline
+
+    frames = clip_frames(6)
+    first = FacePipeline(load_config()).process(frames[0], 0.0).faces[0]
+    mouth = first.landmarks68[48:60]
+    x0, y0 = (mouth.min(0) - 6).astype(int)
+    x1, y1 = (mouth.max(0) + 6).astype(int)
+    for f in frames:
+        f[y0:y1, x0:x1] = (220, 140, 40)
+    pipe = FacePipeline(load_config(overrides={"occlusion": {"background": True, "background_maps": "own_frame"}}))
+    got, threads = [], set()
+    try:
+        assert pipe.set_maps_listener(lambda maps: (got.append(maps), threads.add(threading.get_ident())))
+        for i, frame in enumerate(frames):
+            result = pipe.process(frame, i / 30.0)
+            assert len(result.faces) == 1
+            assert result.occlusion_mask is None and result.parsing is None and result.occlusion_timestamp_s is None
+            pipe.occlusion.background.wait()  # a camera slower than the reasoning: nothing is skipped
+        assert [m.timestamp_s for m in got] == [i / 30.0 for i in range(len(frames))]
+        assert threads and threading.get_ident() not in threads  # handed over in the reasoning thread
+        card = np.zeros(frames[0].shape[:2], bool)
+        card[y0:y1, x0:x1] = True
+        for maps in got:
+            assert maps.occlusion_mask.shape == card.shape and maps.parsing.dtype == np.uint8
+            assert (maps.occlusion_mask & card).sum() > 0.9 * card.sum() and maps.reasoning_ms > 0
+        assert pipe.occlusion.background.skipped == 0
+    finally:
+        pipe.close()
+    inline = FacePipeline(load_config(overrides={"occlusion": {"relandmark": False}}))
+    assert not inline.set_maps_listener(lambda maps: None)  # inline: the maps come on FrameResult
+    reference = inline.process(frames[0], 0.0)
+    union = (got[0].occlusion_mask | reference.occlusion_mask).sum()
+    assert (got[0].occlusion_mask & reference.occlusion_mask).sum() > 0.95 * union
+
+
+def test_own_frame_background_reasoning_takes_the_newest_waiting_frame():
+    """Frames submitted while the worker is busy wait in one place: a newer one replaces an older
+    (counted as skipped), so the worker never falls behind the camera."""
+    import threading
+
+    import torch
+
+    from occface_ros.occlusion.background import BackgroundReasoner, ReasoningJob
+
+    started, release = threading.Event(), threading.Event()
+
+    class SlowReasoner:  # OcclusionReasoner's interface; the first job blocks until released
+        def __call__(self, image, *args, **kwargs):
+            if float(image[0, 0, 0]) == 0:
+                started.set()
+                release.wait(10)
+            raise RuntimeError(f"reasoned {float(image[0, 0, 0]):g}")
+
+        def forget(self, track_ids):
+            pass
+
+        def reset(self):
+            pass
+
+    bg = BackgroundReasoner(SlowReasoner(), switch_interval_s=0, every_frame=True)
+    try:
+        jobs = [ReasoningJob(torch.full((3, 4, 4), float(k)), None, torch.eye(3), [0], torch.zeros(1, 4),
+                             torch.zeros(1, 2, 2), float(k), 2.0) for k in range(4)]
+        for k, job in enumerate(jobs):
+            assert bg.accepts()
+            bg.submit(job)
+            if k == 0:
+                assert started.wait(10)
+        release.set()
+        bg.wait(10)
+        assert bg.skipped == 2  # frames 1 and 2 were replaced while frame 0 ran
+        with pytest.raises(RuntimeError, match="reasoned 3"):  # the newest outcome; errors reach the caller
+            bg.collect()
+        assert bg.collect() is None and bg.idle()
+    finally:
+        bg.close()
+
+
 def test_full_range_fallback_when_the_short_models_faces_are_rejected():
     """einstein with sunglasses: the short-range model's box around the small face (~90 px of 1024)
     scores 0.51 but FaceMesh's presence on its crop is ~0.1 (track rejected); the tracker then tries

@@ -40,7 +40,7 @@ def header_of(msg):
 class LiveNode:
     """occface-node (real FacePipeline) as a process under /itest, and a tester node in this process."""
 
-    def __init__(self, env: dict[str, str]):
+    def __init__(self, env: dict[str, str], node_args: tuple[str, ...] = ()):
         import rclpy
         from diagnostic_msgs.msg import DiagnosticArray
         from geometry_msgs.msg import PoseArray
@@ -59,7 +59,7 @@ class LiveNode:
              "-p", "diagnostics.latency_warn_ms:=5000.0", "-p", "diagnostics.latency_error_ms:=20000.0",
              "-p", "diagnostics.drop_ratio_warn:=0.0", "-p", "diagnostics.drop_ratio_error:=0.0",
              "-p", "diagnostics.period_s:=0.5", "-p", "diagnostics.error_hold_s:=1.0",
-             "-p", f"diagnostics.window_s:={DIAGNOSTICS_WINDOW_S}"],
+             "-p", f"diagnostics.window_s:={DIAGNOSTICS_WINDOW_S}", *node_args],
             env=dict(os.environ, **env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         self.out: list[str] = []
         threading.Thread(target=lambda: [self.out.append(ln) for ln in self.proc.stdout], daemon=True).start()
@@ -214,5 +214,28 @@ def test_sigint_exits_cleanly_while_reasoning_in_the_background(ros_env):
         node.proc.send_signal(signal.SIGINT)
         assert node.proc.wait(30) == 0, "".join(node.out[-30:])
         assert not any("Traceback" in ln for ln in node.out), "".join(node.out)
+    finally:
+        node.close()
+
+
+def test_own_frame_maps_carry_their_frames_header(ros_env):
+    """`occlusion.background_maps: own_frame`: each frame's mask and parsing are that frame's (the
+    diagnostics report an age of 0), published with its header after its faces."""
+    from occface_ros.app.clip import clip_frames
+
+    node = LiveNode(ros_env, ("-p", "occlusion.background_maps:=own_frame"))
+    try:
+        frames = clip_frames(4)
+        for frame in frames:  # one at a time, as a camera slower than the reasoning
+            h = _send(node, frame, topics=IMAGE_TOPICS)
+            for topic in IMAGE_TOPICS:
+                assert len(_with(node, topic, h)) == 1, topic
+            (parsing,) = _with(node, "parsing", h)
+            labels = np.frombuffer(bytes(parsing.data), np.uint8).reshape(frame.shape[:2])
+            assert set(range(1, 10)) <= set(np.unique(labels).tolist())
+        assert node.col.wait_for(lambda m: any(
+            s.name.endswith(": processing") and {kv.key: kv.value for kv in s.values}.get(
+                "stage.occlusion_mask_age_ms_p50") == "0.0"
+            for x, _ in m["/diagnostics"] for s in x.status), 5)
     finally:
         node.close()

@@ -4,20 +4,22 @@ The reasoning costs several camera frames on a small CPU. Run inline it stalls t
 on (the node then drops frames and its p99 latency is the reasoning time). In the background,
 the fast path (tracking, landmarks, fit, smoothing) keeps the camera rate. Each frame it:
 `collect()`s the last finished job (visibility, region ratios, maps: those of a frame some
-frames back) and, when the worker is idle, `submit()`s the current frame. Only the worker touches
+frames back) and, when the worker is idle, `submit()`s the current frame. With
+`occlusion.background_maps: own_frame` (`every_frame=True`) every frame is submitted and the worker
+hands each frame's outcome to a listener as soon as it is reasoned (the node publishes that frame's
+maps with that frame's header: masks of age 0, a little later than the faces). Only the worker touches
 the reasoner (track textures, hand tracks); lost tracks are forgotten at its next job.
 `occface run`, `eval`, `bench` and `bag` reason inline, frame by frame (deterministic files).
 """
 from __future__ import annotations
 
-import concurrent.futures
 import logging
 import os
 import sys
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
+from typing import Callable
 
 import torch
 
@@ -59,66 +61,116 @@ class ReasoningOutcome:
 
 
 class BackgroundReasoner:
-    """One worker thread running `reasoner` on the newest submitted frame (see the module doc)."""
+    """One worker thread running `reasoner` on submitted frames (see the module doc).
 
-    def __init__(self, reasoner: OcclusionReasoner, nice: int = 10, switch_interval_s: float = 5e-4):
+    `every_frame=False`: a frame is submitted only when the worker is idle (no job running, no
+    outcome uncollected); the fast path then carries the last outcome's maps.
+    `every_frame=True`: submit() never waits: a frame submitted while a job runs waits for the
+    worker, replacing a frame still waiting (`skipped` counts those), so the worker reasons on one
+    frame after another as long as it keeps up; `listener(outcome)` is called in the worker thread
+    as each job ends (e.g. to publish that frame's maps with that frame's header), and collect()
+    returns the newest outcome."""
+
+    def __init__(self, reasoner: OcclusionReasoner, nice: int = 10, switch_interval_s: float = 5e-4,
+                 every_frame: bool = False):
         self.reasoner = reasoner
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="occface_occlusion",
-                                            initializer=_lower_priority, initargs=(nice,))
+        self.every_frame = every_frame
+        self.listener: Callable[[ReasoningOutcome], None] | None = None
         if switch_interval_s:
             # the fast path releases the GIL in every torch op; taking it back from a worker that
             # runs Python waits up to the switch interval (5 ms by default) each time
             sys.setswitchinterval(min(sys.getswitchinterval(), switch_interval_s))
-        self._future: Future | None = None
+        self.skipped = 0  # frames replaced while waiting (every_frame)
+        self._cond = threading.Condition()
+        self._waiting: ReasoningJob | None = None  # submitted, not started
+        self._running = False
+        self._done: ReasoningOutcome | BaseException | None = None  # finished, not collected
         self._forget: list[int] = []
+        self._stop = False
+        self._thread = threading.Thread(target=self._work, args=(nice,), name="occface_occlusion", daemon=True)
+        self._thread.start()
 
     def idle(self) -> bool:
-        """No job running and no outcome waiting to be collected: submit() may start one."""
-        return self._future is None
+        """No job waiting or running and no outcome waiting to be collected."""
+        with self._cond:
+            return self._waiting is None and not self._running and self._done is None
+
+    def accepts(self) -> bool:
+        """submit() may be called now: always with every_frame, else when idle()."""
+        return self.every_frame or self.idle()
 
     def wait(self, timeout_s: float | None = None) -> None:
-        """Block until the running job (if any) has finished; its outcome stays for collect()."""
-        if self._future is not None:
-            concurrent.futures.wait([self._future], timeout=timeout_s)
+        """Block until no job is waiting or running; the last outcome stays for collect()."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._waiting is None and not self._running, timeout_s)
 
     def submit(self, job: ReasoningJob) -> None:
-        """Start reasoning on `job` (only when idle())."""
-        if self._future is not None:
-            raise RuntimeError("BackgroundReasoner.submit: the previous job is not collected")
-        forget, self._forget = self._forget, []
-        self._future = self._executor.submit(self._run, job, forget)
+        """Reason on `job` (see the class doc for when this may be called)."""
+        with self._cond:
+            if not self.every_frame and not (self._waiting is None and not self._running and self._done is None):
+                raise RuntimeError("BackgroundReasoner.submit: the previous job is not collected")
+            if self._waiting is not None:
+                self.skipped += 1
+            self._waiting = job
+            self._cond.notify_all()
 
     def collect(self) -> ReasoningOutcome | None:
-        """The finished job's outcome (once), None while it runs or when there is none.
-        Errors of the job are raised here, in the caller's thread."""
-        if self._future is None or not self._future.done():
-            return None
-        future, self._future = self._future, None
-        return future.result()
+        """The newest finished job's outcome (once), None when there is none. Errors of the job are
+        raised here, in the caller's thread."""
+        with self._cond:
+            done, self._done = self._done, None
+        if isinstance(done, BaseException):
+            raise done
+        return done
 
     def forget(self, track_ids) -> None:
         """Drop the state of lost tracks (applied by the worker before its next job)."""
-        self._forget.extend(track_ids)
+        with self._cond:
+            self._forget.extend(track_ids)
 
     def reset(self) -> None:
-        """Wait for a running job, drop its outcome and all reasoning state."""
-        if self._future is not None:
-            try:
-                self._future.result()
-            except Exception as exc:  # noqa: BLE001 - a dropped job's error does not stop the reset
-                log.warning("occlusion job dropped at reset had failed: %s: %s", type(exc).__name__, exc)
-            self._future = None
-        self._forget.clear()
-        self.reasoner.reset()
+        """Drop a waiting job, wait for a running one, drop its outcome and all reasoning state."""
+        with self._cond:
+            self._waiting = None
+            self._cond.wait_for(lambda: not self._running)
+            done, self._done = self._done, None
+            self._forget.clear()
+            self.reasoner.reset()
+        if isinstance(done, Exception):
+            log.warning("occlusion job dropped at reset had failed: %s: %s", type(done).__name__, done)
 
     def close(self) -> None:
-        self._executor.shutdown(wait=True, cancel_futures=True)
+        """Drop a waiting job, let a running one end, stop the thread."""
+        with self._cond:
+            self._stop, self._waiting = True, None
+            self._cond.notify_all()
+        self._thread.join()
 
-    def _run(self, job: ReasoningJob, forget: list[int]) -> ReasoningOutcome:
-        with torch.inference_mode():  # thread-local: the caller's mode does not reach this thread
-            if forget:
-                self.reasoner.forget(forget)
-            return reason(self.reasoner, job)
+    def _work(self, nice: int) -> None:
+        _lower_priority(nice)
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: self._stop or self._waiting is not None)
+                if self._stop:
+                    return
+                job, self._waiting, self._running = self._waiting, None, True
+                forget, self._forget = self._forget, []
+            try:
+                with torch.inference_mode():  # thread-local: the caller's mode does not reach this thread
+                    if forget:
+                        self.reasoner.forget(forget)
+                    done = reason(self.reasoner, job)
+                listener = self.listener
+                if listener is not None:
+                    try:
+                        listener(done)
+                    except Exception:  # noqa: BLE001 - the listener's failure is its own; reasoning goes on
+                        log.exception("occlusion outcome listener failed")
+            except Exception as exc:  # noqa: BLE001 - raised to the caller by collect()
+                done = exc
+            with self._cond:
+                self._done, self._running = done, False
+                self._cond.notify_all()
 
 
 def _lower_priority(nice: int) -> None:

@@ -2,10 +2,12 @@
 (visibility, landmarks taken again on the de-occluded face, refit, the frame's maps)."""
 from __future__ import annotations
 
+from typing import Callable
+
 import cv2
 import torch
 
-from ..contracts import FittingPoints, FrameResult, TrackedFaces, TrackState
+from ..contracts import FittingPoints, FrameMaps, FrameResult, TrackedFaces, TrackState
 from ..core.roi import FrameImage
 from ..core.timing import StageTimer
 from ..fitting.fitter import FitState
@@ -48,7 +50,9 @@ class OcclusionStage:
                                         max_batch=max_faces, precision=runtime["precision"])
         self.reasoner = OcclusionReasoner(config, model, device, hands=hands, appearance=appearance, parser=parser,
                                           deoccluder=deoccluder)
-        self.background = BackgroundReasoner(self.reasoner) if config["background"] else None
+        self.own_frame_maps = bool(config["background"]) and config["background_maps"] == "own_frame"
+        self.background = (BackgroundReasoner(self.reasoner, every_frame=self.own_frame_maps)
+                           if config["background"] else None)
         self.last: ReasoningOutcome | None = None  # the newest outcome: its maps go with later frames
         self._frames_since_reasoning = 0
 
@@ -88,7 +92,7 @@ class OcclusionStage:
     def due(self, states: list[TrackState]) -> bool:
         """Reason on this frame? Every `every_n_frames` frames, and always when a track has no
         reasoning yet; in the background only when the worker is free."""
-        if self.background is not None and not self.background.idle():
+        if self.background is not None and not self.background.accepts():
             return False
         self._frames_since_reasoning += 1
         every = int(self.config["every_n_frames"])
@@ -167,14 +171,35 @@ class OcclusionStage:
         return torch.stack([s.points_visible if s.points_visible is not None
                             else torch.ones(num_points, dtype=torch.bool, device=device) for s in states])
 
+    def set_maps_listener(self, listener: Callable[[FrameMaps], None] | None) -> bool:
+        """With `background_maps: own_frame`, `listener(FrameMaps)` gets each reasoned frame's maps in
+        the reasoning thread as soon as they are ready, and FrameResult carries none; True then.
+        False (listener unused): the maps come on FrameResult."""
+        if not self.own_frame_maps:
+            return False
+        self.background.listener = None if listener is None else (lambda outcome: listener(self.frame_maps(outcome)))
+        return True
+
+    def frame_maps(self, outcome: ReasoningOutcome) -> FrameMaps:
+        res = outcome.result
+        return FrameMaps(outcome.job.timestamp_s, res.occlusion_mask.cpu().numpy(), res.m_gamma.cpu().numpy(),
+                         self._deoccluded_bgr(outcome), outcome.elapsed_ms)
+
+    def _deoccluded_bgr(self, outcome: ReasoningOutcome):
+        if outcome.result.deoccluded is None or not self.config["deocclude"]:
+            return None
+        rgb = (outcome.result.deoccluded.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()
+        return cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+
     def fill_maps(self, result: FrameResult, new: ReasoningOutcome | None) -> None:
         """The newest maps on `result` (between reasoning frames: the last ones), and the
-        de-occluded image of a frame reasoned now."""
+        de-occluded image of a frame reasoned now; none with own-frame maps (set_maps_listener)."""
+        if self.own_frame_maps:
+            return
         last = self.last
         if last is not None and last.result.occlusion_mask.shape == (result.height, result.width):
             result.occlusion_mask = last.result.occlusion_mask.cpu().numpy()
             result.parsing = last.result.m_gamma.cpu().numpy()
             result.occlusion_timestamp_s = last.job.timestamp_s
-        if new is not None and new.result.deoccluded is not None and self.config["deocclude"]:
-            rgb = (new.result.deoccluded.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()
-            result.deoccluded_bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+        if new is not None:
+            result.deoccluded_bgr = self._deoccluded_bgr(new)

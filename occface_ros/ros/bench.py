@@ -79,6 +79,10 @@ class CannedPipeline:
     def close(self) -> None:
         """No background work."""
 
+    def set_maps_listener(self, listener) -> bool:
+        """No occlusion reasoning: all-zero masks on every FrameResult."""
+        return False
+
     def intrinsics(self, width: int, height: int) -> np.ndarray:
         """K (3, 3): camera_info's, else the config's fx..cy, else from camera.hfov_deg (as FacePipeline)."""
         from ..core.camera import intrinsics_from_fov, intrinsics_from_values
@@ -348,7 +352,7 @@ def run_bench_ros(duration_s: float = 20.0, rate_hz: float = 30.0, step_s: float
             diag = dict(probe.processing)
         # the node's own view over its diagnostics window (the trial's last seconds): the background
         # occlusion reasoning's time and the age of the maps published with a frame
-        occlusion = {k: float(diag[f"stage.{k}_ms_p50"]) for k in ("occlusion", "occlusion_mask_age")
+        occlusion = {k: float(diag[f"stage.{k}_ms_p50"]) for k in ("occlusion", "occlusion_mask_age", "occlusion_maps_latency")
                      if diag.get(f"stage.{k}_ms_p50", NO_SAMPLE) != NO_SAMPLE}
         return {"published": len(sent), "dropped": dropped, "drop_ratio": round(dropped / max(1, len(sent)), 4),
                 "latency": lat, "node_occlusion_p50_ms": occlusion}

@@ -111,6 +111,13 @@ class Health:
                 self._stage.setdefault(k, deque()).append((now, float(v)))
             self.totals["processed"] += 1
 
+    def stages(self, stage_ms: dict[str, float], now: float | None = None) -> None:
+        """Stage times measured apart from a frame's publication (e.g. own-frame occlusion maps)."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            for k, v in stage_ms.items():
+                self._stage.setdefault(k, deque()).append((now, float(v)))
+
     def error(self, cause: str, message: str, kind: str = "image_errors", now: float | None = None) -> bool:
         """Record an error; True when this cause is new (log it), False when seen before."""
         with self._lock:

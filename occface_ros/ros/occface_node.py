@@ -71,6 +71,7 @@ TF_QOS = QoSProfile(reliability=QoSReliabilityPolicy.RELIABLE, history=QoSHistor
                     durability=QoSDurabilityPolicy.VOLATILE)
 
 LOG_THROTTLE_S = 10.0  # a log line that can repeat per frame appears at most this often
+MAX_FRAMES_FOR_MAPS = 8  # own-frame maps: frames kept for their reasoning (the worker takes the newest)
 RELEASE_TIMEOUT_S = 5.0  # deactivate / cleanup / shutdown wait this long for the frame in flight
 
 OUTPUT_TOPICS = ("faces", "head_poses", "mesh_markers", "occlusion_mask", "parsing", "debug_image",
@@ -139,6 +140,10 @@ class OccfaceNode(LifecycleNode):
         self._last_recv = 0.0  # receipt (monotonic) of the frame of _last_stamp
         self._stamp_clock: _FallbackClock | None = None  # set for good by the first zero stamp
         self._last_frame_id = ""
+        # own-frame maps (occlusion.background_maps: own_frame): frames whose maps are still being reasoned
+        self._own_frame_maps = False
+        self._maps_lock = threading.Lock()
+        self._frames_for_maps: dict[float, tuple] = {}  # pipeline timestamp -> (header, bgr, receipt time)
         self._diag_lock = threading.Lock()
         self._diag_level = OK  # the worst level of the last /diagnostics published
         self._logged: set[str] = set()
@@ -254,6 +259,7 @@ class OccfaceNode(LifecycleNode):
         with self._lock:
             self._config, self.pipeline, self._pending_smoothing = config, pipeline, None
         self.outputs = OutputBuilder(pipeline)
+        self._own_frame_maps = pipeline.set_maps_listener(self._publish_frame_maps)
         self._use_camera_info = bool(self.get_parameter("use_camera_info").value)
         self._camera_info = self._camera_matrix = None
         self._reset_stream_state()
@@ -539,6 +545,8 @@ class OccfaceNode(LifecycleNode):
     def _reset_stream_state(self) -> None:
         """Forget the stamps' timeline (a new stream: first configure, or activation after a pause)."""
         self._last_stamp, self._last_recv, self._stamp_clock = None, 0.0, None
+        with self._maps_lock:
+            self._frames_for_maps.clear()
         if self.health is not None:
             self.health.extra["frame_time"] = "image stamps"
 
@@ -604,6 +612,12 @@ class OccfaceNode(LifecycleNode):
             self.pipeline.reset()
             self.pub_markers.publish(M.marker_array([M.delete_all_marker(header)]))
         self._last_stamp, self._last_recv = t, t_recv
+        if self._own_frame_maps:
+            with self._maps_lock:
+                frames = self._frames_for_maps
+                frames[t] = (header, bgr, t_recv)
+                while len(frames) > MAX_FRAMES_FOR_MAPS:  # reasoned never (replaced while waiting)
+                    del frames[next(iter(frames))]
 
         result = self.pipeline.process(bgr, t)
         self.publish_result(header, result, bgr)
@@ -631,13 +645,33 @@ class OccfaceNode(LifecycleNode):
 
     def publish_result(self, header, result, bgr: np.ndarray) -> None:
         options = _ParamView(self)
-        for key, msg in self.outputs.build(header, result, bgr, options):
+        for key, msg in self.outputs.build(header, result, bgr, options, with_maps=not self._own_frame_maps):
             pub = self.publishers_by_key.get(key)
             if pub is not None:
                 pub.publish(msg)
         hri = self.hri
         if hri is not None:
             hri.publish(header, result, bgr)
+
+
+    def _publish_frame_maps(self, maps) -> None:
+        """One frame's maps from the background reasoning (its thread): published with that frame's
+        header; frames before it that were never reasoned are forgotten."""
+        with self._maps_lock:
+            frames = self._frames_for_maps
+            entry = frames.get(maps.timestamp_s)
+            if entry is None:  # a frame of a stream before a reset
+                return
+            for t in [t for t in frames if t <= maps.timestamp_s]:
+                del frames[t]
+        header, bgr, t_recv = entry
+        publishers, health = self.publishers_by_key, self.health
+        for key, msg in OutputBuilder.maps(header, maps, bgr, _ParamView(self)):
+            pub = publishers.get(key)
+            if pub is not None:
+                pub.publish(msg)
+        if health is not None:
+            health.stages({"occlusion_mask_age": 0.0, "occlusion_maps_latency": (time.monotonic() - t_recv) * 1e3})
 
 
 class _FallbackClock:

@@ -39,19 +39,22 @@ class OutputBuilder:
         self._lods: dict[tuple[int, int], object] = {}
         self._meshes_shown: set[int] = set()  # track ids whose mesh marker is up
 
-    def build(self, header, result, bgr: np.ndarray, options):
+    def build(self, header, result, bgr: np.ndarray, options, with_maps: bool = True):
         """Yield (key, message) in publishing order (cheapest and most wanted first); mesh markers come
-        serialized (bytes, see messages.mesh_marker_array_cdr), which publish() and bag writers take as is."""
+        serialized (bytes, see messages.mesh_marker_array_cdr), which publish() and bag writers take as is.
+        `with_maps=False`: no occlusion mask, parsing or de-occluded image (they go out on their own, see
+        `maps()`)."""
         prefix = options["tf_prefix"]
         yield "faces", M.face_array_msg(header, result, self.expression_names, prefix)
         yield "head_poses", M.pose_array_msg(header, result.faces)
         if TFMessage is not None and options["publish_tf"] and result.faces:
             yield "tf", TFMessage(transforms=M.transforms(header, result.faces, prefix))
         h, w = bgr.shape[:2]
-        mask, _ = occlusion_mask_image(result, h, w)
-        yield "occlusion_mask", M.image_msg(header, mask, "mono8")
-        labels, _ = parsing_image(result, h, w)
-        yield "parsing", M.image_msg(header, labels, "mono8")
+        if with_maps:
+            mask, _ = occlusion_mask_image(result, h, w)
+            yield "occlusion_mask", M.image_msg(header, mask, "mono8")
+            labels, _ = parsing_image(result, h, w)
+            yield "parsing", M.image_msg(header, labels, "mono8")
         meshes = None
         if options["publish_mesh_markers"]:
             meshes = self.meshes(result.faces, w, h, int(options["mesh_max_triangles"]))
@@ -75,8 +78,18 @@ class OutputBuilder:
             tris = meshes[0][1] if meshes else None
             overlay = draw_overlay(bgr, result.faces, projected if projected else None, tris)
             yield "debug_image", M.image_msg(header, overlay, "bgr8")
-        if options["publish_deoccluded_image"]:  # the frame itself when nothing was filled (no face, none hidden)
+        if with_maps and options["publish_deoccluded_image"]:  # the frame itself when nothing was filled
             filled = result.deoccluded_bgr if result.deoccluded_bgr is not None else bgr
+            yield "deoccluded_image", M.image_msg(header, filled, "bgr8")
+
+    @staticmethod
+    def maps(header, maps, bgr: np.ndarray, options):
+        """Yield (key, message) for one frame's FrameMaps handed over by the background reasoning
+        (`occlusion.background_maps: own_frame`); `header` and `bgr` are that frame's."""
+        yield "occlusion_mask", M.image_msg(header, np.asarray(maps.occlusion_mask, np.uint8) * np.uint8(255), "mono8")
+        yield "parsing", M.image_msg(header, np.asarray(maps.parsing, np.uint8), "mono8")
+        if options["publish_deoccluded_image"]:
+            filled = maps.deoccluded_bgr if maps.deoccluded_bgr is not None else bgr
             yield "deoccluded_image", M.image_msg(header, filled, "bgr8")
 
     def meshes(self, faces, width: int, height: int, budget: int):

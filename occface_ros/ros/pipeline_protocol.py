@@ -11,7 +11,7 @@ import numpy as np
 
 if TYPE_CHECKING:  # the core imports torch and the networks: only for type checkers here
     from ..morphable.model import MorphableModel
-    from ..contracts import FaceResult, FrameResult
+    from ..contracts import FaceResult, FrameMaps, FrameResult
 
 
 class FacePipelineLike(Protocol):
@@ -31,6 +31,10 @@ class FacePipelineLike(Protocol):
 
     def close(self) -> None:
         """Stop background work; process() is not called after."""
+
+    def set_maps_listener(self, listener: Callable[[FrameMaps], None] | None) -> bool:
+        """True when the occlusion maps come to `listener` (another thread, each frame's own, once
+        ready) instead of on FrameResult."""
 
     def set_camera_matrix(self, camera_matrix: np.ndarray | None) -> None:
         """Intrinsics (3, 3) from camera_info; None = from camera.hfov_deg."""
