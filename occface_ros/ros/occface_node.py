@@ -664,6 +664,8 @@ class OccfaceNode(LifecycleNode):
                 return
             for t in [t for t in frames if t <= maps.timestamp_s]:
                 del frames[t]
+        if not self._accepting:  # deactivated while this frame was reasoned: its outputs are dropped
+            return
         header, bgr, t_recv = entry
         publishers, health = self.publishers_by_key, self.health
         for key, msg in OutputBuilder.maps(header, maps, bgr, _ParamView(self)):
