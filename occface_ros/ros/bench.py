@@ -367,7 +367,8 @@ def run_bench_ros(duration_s: float = 20.0, rate_hz: float = 30.0, step_s: float
         log(f"bench-ros: {rate_hz:g} Hz for {duration_s:g} s")
         fixed = trial(rate_hz, duration_s)
         result["fixed_rate"] = fixed
-        log(f"  dropped {fixed['dropped']}/{fixed['published']}; " + ", ".join(
+        log(f"  dropped {fixed['dropped']}/{fixed['published']}, occlusion masks for "
+            f"{fixed['latency']['occlusion_mask']['received']}/{fixed['published']} frames; " + ", ".join(
             f"{k} p50 {v['p50_ms']} / p99 {v['p99_ms']} ms" for k, v in fixed["latency"].items()))
         if fixed["node_occlusion_p50_ms"]:
             log("  node: " + ", ".join(f"{k} p50 {v:.0f} ms" for k, v in fixed["node_occlusion_p50_ms"].items()))
