@@ -5,14 +5,12 @@ keeps the per-track state between frames.
 """
 from __future__ import annotations
 
-from typing import Callable
-
 import numpy as np
 import torch
 
 from . import nets
 from .config import load_config
-from .contracts import FaceResult, FrameMaps, FrameResult, TrackedFaces, TrackState
+from .contracts import FaceResult, FrameResult, TrackedFaces, TrackState
 from .core.camera import camera_intrinsics, project_points
 from .core.roi import FrameImage
 from .core.timing import StageTimer
@@ -90,10 +88,8 @@ class FacePipeline:
                       enabled: bool | None = None) -> None:
         """Change the One-Euro parameters at run time (all tracks, state kept)."""
         self.config["smoothing"].update(min_cutoff=min_cutoff, beta=beta, d_cutoff=d_cutoff)
-        if noise_deadzone is not None:
-            self.config["smoothing"]["noise_deadzone"] = noise_deadzone
-        if enabled is not None:
-            self.config["smoothing"]["enabled"] = bool(enabled)
+        optional = {"noise_deadzone": noise_deadzone, "enabled": None if enabled is None else bool(enabled)}
+        self.config["smoothing"].update({k: v for k, v in optional.items() if v is not None})
         config = self._smoothing_config()
         for state in self.tracks.live.values():
             state.smoother.configure(config)
@@ -107,10 +103,8 @@ class FacePipeline:
         if self.occlusion is not None:
             self.occlusion.reset()
 
-    def set_maps_listener(self, listener: Callable[[FrameMaps], None] | None) -> bool:
-        """With `occlusion.background` and `background_maps: own_frame`: `listener(FrameMaps)` is called
-        in the reasoning thread with each reasoned frame's maps as soon as they are ready (FrameResult
-        then carries none); returns True. Otherwise False, and the maps come on FrameResult."""
+    def set_maps_listener(self, listener) -> bool:
+        """True when each frame's FrameMaps go to `listener(maps)` (reasoning thread) instead of FrameResult."""
         return self.occlusion is not None and self.occlusion.set_maps_listener(listener)
 
     def close(self) -> None:
