@@ -358,3 +358,16 @@ def test_relandmarking_leaves_a_face_never_seen_unoccluded_alone(annotated_photo
         out[on] = pipe.process(image, 0.0).faces[0]
     assert out[True].occlusion_ratio > 0.1  # the mask is seen...
     np.testing.assert_array_equal(out[True].landmarks68, out[False].landmarks68)  # ...and nothing changes
+
+
+def test_set_smoothing_reaches_the_config_and_the_live_tracks():
+    from occface_ros.pipeline import FacePipeline
+
+    pipe = FacePipeline(load_config(overrides={"occlusion": {"enabled": False}}))
+    pipe.process(clip_frames(1)[0], 0.0)
+    (state,) = pipe.tracks.live.values()
+    pipe.set_smoothing(2.0, 0.3, 0.7)  # unset values stay
+    assert pipe.config["smoothing"] == {**load_config()["smoothing"], "min_cutoff": 2.0, "beta": 0.3, "d_cutoff": 0.7}
+    pipe.set_smoothing(2.0, 0.3, 0.7, noise_deadzone=1.5, enabled=False)
+    assert pipe.config["smoothing"]["noise_deadzone"] == 1.5 and pipe.config["smoothing"]["enabled"] is False
+    assert state.smoother.config == pipe._smoothing_config() and not state.smoother.config.enabled
