@@ -93,7 +93,10 @@ class BackgroundReasoner:
     def idle(self) -> bool:
         """No job waiting or running and no outcome waiting to be collected."""
         with self._cond:
-            return self._waiting is None and not self._running and self._done is None
+            return self._idle()
+
+    def _idle(self) -> bool:  # under self._cond
+        return self._waiting is None and not self._running and self._done is None
 
     def accepts(self) -> bool:
         """submit() may be called now: always with every_frame, else when idle()."""
@@ -107,7 +110,7 @@ class BackgroundReasoner:
     def submit(self, job: ReasoningJob) -> None:
         """Reason on `job` (see the class doc for when this may be called)."""
         with self._cond:
-            if not self.every_frame and not (self._waiting is None and not self._running and self._done is None):
+            if not self.every_frame and not self._idle():
                 raise RuntimeError("BackgroundReasoner.submit: the previous job is not collected")
             if self._waiting is not None:
                 self.skipped += 1

@@ -50,11 +50,15 @@ class OcclusionStage:
                                         max_batch=max_faces, precision=runtime["precision"])
         self.reasoner = OcclusionReasoner(config, model, device, hands=hands, appearance=appearance, parser=parser,
                                           deoccluder=deoccluder)
-        self.own_frame_maps = bool(config["background"]) and config["background_maps"] == "own_frame"
-        self.background = (BackgroundReasoner(self.reasoner, every_frame=self.own_frame_maps)
+        self.background = (BackgroundReasoner(self.reasoner, every_frame=config["background_maps"] == "own_frame")
                            if config["background"] else None)
         self.last: ReasoningOutcome | None = None  # the newest outcome: its maps go with later frames
         self._frames_since_reasoning = 0
+
+    @property
+    def own_frame_maps(self) -> bool:
+        """Background reasoning on every frame, its maps handed over by set_maps_listener."""
+        return self.background is not None and self.background.every_frame
 
     @property
     def relandmark_inline(self) -> bool:

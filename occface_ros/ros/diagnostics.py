@@ -107,16 +107,18 @@ class Health:
         now = time.monotonic() if now is None else now
         with self._lock:
             self._published.append((now, float(latency_ms), int(faces)))
-            for k, v in stage_ms.items():
-                self._stage.setdefault(k, deque()).append((now, float(v)))
+            self._add_stages(stage_ms, now)
             self.totals["processed"] += 1
 
     def stages(self, stage_ms: dict[str, float], now: float | None = None) -> None:
         """Stage times measured apart from a frame's publication (e.g. own-frame occlusion maps)."""
         now = time.monotonic() if now is None else now
         with self._lock:
-            for k, v in stage_ms.items():
-                self._stage.setdefault(k, deque()).append((now, float(v)))
+            self._add_stages(stage_ms, now)
+
+    def _add_stages(self, stage_ms: dict[str, float], now: float) -> None:  # under self._lock
+        for k, v in stage_ms.items():
+            self._stage.setdefault(k, deque()).append((now, float(v)))
 
     def error(self, cause: str, message: str, kind: str = "image_errors", now: float | None = None) -> bool:
         """Record an error; True when this cause is new (log it), False when seen before."""

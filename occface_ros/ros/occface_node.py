@@ -653,7 +653,6 @@ class OccfaceNode(LifecycleNode):
         if hri is not None:
             hri.publish(header, result, bgr)
 
-
     def _publish_frame_maps(self, maps) -> None:
         """One frame's maps from the background reasoning (its thread): published with that frame's
         header; frames before it that were never reasoned are forgotten."""

@@ -86,7 +86,8 @@ class OutputBuilder:
     def maps(header, maps, bgr: np.ndarray, options):
         """Yield (key, message) for one frame's FrameMaps handed over by the background reasoning
         (`occlusion.background_maps: own_frame`); `header` and `bgr` are that frame's."""
-        yield "occlusion_mask", M.image_msg(header, np.asarray(maps.occlusion_mask, np.uint8) * np.uint8(255), "mono8")
+        mask, _ = occlusion_mask_image(maps, *bgr.shape[:2])
+        yield "occlusion_mask", M.image_msg(header, mask, "mono8")
         yield "parsing", M.image_msg(header, np.asarray(maps.parsing, np.uint8), "mono8")
         if options["publish_deoccluded_image"]:
             filled = maps.deoccluded_bgr if maps.deoccluded_bgr is not None else bgr
